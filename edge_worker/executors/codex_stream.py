@@ -1,0 +1,159 @@
+"""Sans-I/O parser of ``codex exec --json`` output (one JSON event per line).
+
+Contract:
+- :meth:`CodexStreamParser.feed` takes one stdout line. ``thread.started{thread_id}`` gives
+  the session id (for ``exec resume``); ``item.started/updated/completed`` are progress
+  (commands, file changes, reasoning, agent messages; the last completed ``agent_message``
+  is the summary); ``turn.completed{usage}`` adds tokens (``input_tokens``,
+  ``cached_input_tokens`` (a subset of input), ``output_tokens``); ``turn.failed{error}``
+  and ``error{message}`` record failures. Unknown types are ignored; a line that is not a
+  JSON object is logged and skipped.
+- :func:`codex_run_result` maps that plus how the process ended to a :class:`RunResult`.
+  Codex reports no money: the caller prices the tokens and passes ``cost_usd`` (None:
+  unpriced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from edge_worker.executors.base import RunResult, RunStatus, Usage
+from edge_worker.executors.stream_types import Ending, Progress, clip, decode_line, stderr_reason
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CodexStreamParser:
+    """Feeds on ``exec --json`` lines; holds what the run has told us so far."""
+
+    thread_id: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    turns_completed: int = 0
+    turn_failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    summary: str | None = None
+    junk_lines: int = 0
+
+    @property
+    def session_id(self) -> str | None:
+        return self.thread_id
+
+    @property
+    def finished(self) -> bool:
+        return self.turns_completed > 0 or bool(self.turn_failures)
+
+    def feed(self, line: str) -> list[Progress]:
+        """Parse one line; return the progress it carries (possibly none)."""
+        event = decode_line(line)
+        if event is None:
+            self.junk_lines += 1
+            log.warning("codex_stream.junk_line", line=clip(line.strip(), 200))
+            return []
+        if not event:
+            return []
+        kind = event.get("type")
+        if kind == "thread.started":
+            self.thread_id = _str(event.get("thread_id")) or self.thread_id
+        elif kind == "turn.completed":
+            self.turns_completed += 1
+            self.usage = self.usage + _usage(event.get("usage"))
+        elif kind == "turn.failed":
+            error = event.get("error")
+            message = _str(error.get("message")) if isinstance(error, dict) else None
+            self.turn_failures.append(message or "turn failed without a message")
+        elif kind == "error":
+            self.errors.append(_str(event.get("message")) or "error without a message")
+        elif isinstance(kind, str) and kind.startswith("item."):
+            item = event.get("item")
+            if isinstance(item, dict):
+                return self._on_item(kind, item)
+        return []
+
+    def _on_item(self, kind: str, item: dict[str, Any]) -> list[Progress]:
+        item_type = item.get("type")
+        if kind == "item.started":
+            if item_type == "command_execution" and _str(item.get("command")):
+                return [Progress("action", clip(f"$ {item['command']}", 200))]
+            if item_type == "mcp_tool_call":
+                name = ".".join(filter(None, (_str(item.get("server")), _str(item.get("tool")))))
+                return [Progress("action", clip(f"tool: {name or 'mcp'}", 200))]
+            return []
+        if kind != "item.completed":
+            return []
+        text = _str(item.get("text"))
+        if item_type == "agent_message" and text:
+            self.summary = text
+            return [Progress("thought", clip(text))]
+        if item_type == "reasoning" and text:
+            return [Progress("thought", clip(text))]
+        if item_type == "file_change":
+            paths = [
+                str(change["path"])
+                for change in item.get("changes") or []
+                if isinstance(change, dict) and _str(change.get("path"))
+            ]
+            return [Progress("action", clip("edited " + ", ".join(paths or ["files"]), 200))]
+        if item_type == "web_search" and _str(item.get("query")):
+            return [Progress("action", clip(f"search: {item['query']}", 200))]
+        return []
+
+
+def codex_run_result(
+    parser: CodexStreamParser, ending: Ending, *, model: str | None, cost_usd: float | None
+) -> RunResult:
+    """The comparable result of a Codex run (no branch or run id: the caller adds them)."""
+    status, error = _status_of(parser, ending)
+    return RunResult(
+        status=status,
+        summary=parser.summary or "",
+        cost_usd=cost_usd,
+        model=model,
+        usage=parser.usage,
+        duration_seconds=ending.duration_seconds,
+        session_id=parser.thread_id,
+        error=error,
+        num_turns=parser.turns_completed or None,
+    )
+
+
+def _status_of(parser: CodexStreamParser, ending: Ending) -> tuple[RunStatus, str | None]:
+    if parser.turn_failures:
+        return RunStatus.FAILED, "; ".join(parser.turn_failures + parser.errors)
+    if parser.turns_completed:
+        # A completed turn is the work done; a CLI that then lingered and was stopped
+        # does not undo it. A non-zero exit of its own accord does.
+        if ending.exit_code in (0, None) or ending.stopped is not None:
+            return RunStatus.SUCCEEDED, None
+        return RunStatus.FAILED, f"exited with code {ending.exit_code} after its turn completed"
+    if ending.stopped == "timed_out":
+        return RunStatus.TIMED_OUT, "no completed turn within the wall-clock limit; stopped"
+    if ending.stopped == "cancelled":
+        return RunStatus.CANCELLED, "cancelled before the turn completed"
+    if parser.errors:
+        return RunStatus.FAILED, "; ".join(parser.errors)
+    code = "unknown" if ending.exit_code is None else str(ending.exit_code)
+    return RunStatus.FAILED, (
+        f"exited with code {code} without a completed turn: {stderr_reason(ending.stderr_tail)}"
+    )
+
+
+def _usage(data: Any) -> Usage:
+    if not isinstance(data, dict):
+        return Usage()
+    return Usage(
+        input_tokens=_int(data.get("input_tokens")),
+        cached_input_tokens=_int(data.get("cached_input_tokens")),
+        output_tokens=_int(data.get("output_tokens")),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

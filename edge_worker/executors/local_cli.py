@@ -1,0 +1,338 @@
+"""What the Claude Code and Codex executors share: a CLI run in a sub-task's worktree.
+
+Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
+- ``start(task)`` ensures the sub-task's worktree, spawns the CLI there (own process group,
+  scrubbed environment) and returns a :class:`RunHandle` with the pid, pgid, worktree,
+  branch and the path of the run's transcript. Supervision starts at once (the wall-clock
+  limit counts from the spawn, whether or not anyone follows yet). A missing binary raises
+  :class:`ExecutorUnavailable`.
+- ``follow(handle, on_progress)`` waits for the end and returns the :class:`RunResult`.
+  Every stdout line is appended to the transcript (in the worktree's private git dir), so a
+  daemon that restarted can ``follow`` a handle it no longer supervises: the transcript
+  gives the result if the run finished, otherwise the run is reported failed as
+  interrupted (with its session id, so it can be resumed), after reaping its process group.
+  Cancelling the task awaiting ``follow`` stops the run.
+- ``resume(handle, task, feedback)`` starts a new run in the same worktree that continues the
+  CLI session (session id from the handle or its transcript).
+- ``verify(handle, commands)`` runs the commands in the worktree
+  (:mod:`edge_worker.verification.local`).
+- ``cancel(handle)`` stops the run (SIGTERM, SIGKILL after the grace period) and returns
+  once nothing of it is left.
+- ``release(handle, succeeded)``: the worktree is removed after a success (the branch is
+  kept), kept for inspection after a failure.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from edge_worker.executors.base import (
+    ExecutorUnavailable,
+    ProgressCallback,
+    RunHandle,
+    RunResult,
+    RunStatus,
+    Task,
+    VerificationCommand,
+    VerificationReport,
+)
+from edge_worker.executors.process import (
+    ProcessOutcome,
+    ProcessSpec,
+    SupervisedProcess,
+    reap_leftovers,
+    scrubbed_env,
+)
+from edge_worker.executors.stream_types import Ending, Progress, StreamParser
+from edge_worker.executors.task_prompt import feedback_prompt, task_prompt
+from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.verification.local import run_local_verification
+
+log = structlog.get_logger(__name__)
+
+TRANSCRIPTS_DIR = "edge-worker-runs"
+_PENDING_PROGRESS_LIMIT = 50
+INTERRUPTED_REASON = "interrupted: the daemon stopped while the run was in progress"
+
+
+@dataclass
+class _LiveRun:
+    handle: RunHandle
+    process: SupervisedProcess
+    parser: StreamParser
+    transcript: IO[str]
+    on_progress: ProgressCallback | None = None
+    pending: list[Progress] = field(default_factory=list)
+    supervisor: asyncio.Task[RunResult] | None = None
+
+    async def emit(self, item: Progress) -> None:
+        if self.on_progress is None:
+            if len(self.pending) < _PENDING_PROGRESS_LIMIT:
+                self.pending.append(item)
+            return
+        try:
+            await self.on_progress(item.kind, item.text)
+        except Exception:  # a failing progress sink must not kill the run it reports on
+            log.exception("local_cli.progress_failed", run_id=self.handle.run_id)
+
+
+class LocalCliExecutor(abc.ABC):
+    """A local agent CLI behind the executor protocol; subclasses say how to call it."""
+
+    name: str
+
+    def __init__(
+        self,
+        *,
+        binary: str,
+        worktrees: WorktreeManager,
+        pass_env: list[str],
+        timeout_seconds: float,
+        kill_grace_seconds: float,
+        verification_timeout_seconds: float = 600.0,
+    ) -> None:
+        self.binary = binary
+        self.worktrees = worktrees
+        self.pass_env = list(pass_env)
+        self.timeout_seconds = timeout_seconds
+        self.kill_grace_seconds = kill_grace_seconds
+        self.verification_timeout_seconds = verification_timeout_seconds
+        self._live: dict[str, _LiveRun] = {}
+
+    # --- what a subclass provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_argv(
+        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+    ) -> list[str]:
+        """The command line for a first run (``resume_session`` None) or a resumed one."""
+
+    @abc.abstractmethod
+    def new_parser(self) -> StreamParser:
+        """A fresh parser for this CLI's stdout."""
+
+    @abc.abstractmethod
+    def to_result(self, parser: StreamParser, ending: Ending) -> RunResult:
+        """The run's result from what was parsed and how the process ended."""
+
+    # --- the protocol -------------------------------------------------------------------
+
+    async def start(self, task: Task) -> RunHandle:
+        if not task.repository_path:
+            raise ValueError(f"task {task.key} has no repository_path for a local executor")
+        worktree = await self.worktrees.ensure(
+            Path(task.repository_path),
+            task.issue_identifier,
+            task.key,
+            task.base_branch,
+            task.merge_branches,
+        )
+        prompt = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
+        return await self._launch(task, worktree.path, worktree.branch, prompt, None)
+
+    async def follow(
+        self, handle: RunHandle, on_progress: ProgressCallback | None = None
+    ) -> RunResult:
+        live = self._live.get(handle.run_id)
+        if live is None or live.supervisor is None:
+            return await self._result_after_restart(handle)
+        live.on_progress = on_progress
+        pending, live.pending = live.pending, []
+        for item in pending:
+            await live.emit(item)
+        try:
+            result = await asyncio.shield(live.supervisor)
+        except asyncio.CancelledError:
+            await self._stop(live)
+            raise
+        self._live.pop(handle.run_id, None)
+        return result
+
+    async def resume(self, handle: RunHandle, task: Task, feedback: str) -> RunHandle:
+        live = self._live.get(handle.run_id)
+        if live is not None and live.supervisor is not None and not live.supervisor.done():
+            raise RuntimeError(f"run {handle.run_id} is still in progress; follow it first")
+        session = handle.session_id or self._replay(handle).session_id
+        if not session:
+            raise ValueError(f"run {handle.run_id} never reported a session id to resume")
+        if not task.repository_path:
+            raise ValueError(f"task {task.key} has no repository_path for a local executor")
+        worktree = await self.worktrees.ensure(
+            Path(task.repository_path),
+            task.issue_identifier,
+            task.key,
+            task.base_branch,
+            task.merge_branches,
+        )
+        return await self._launch(
+            task, worktree.path, worktree.branch, feedback_prompt(feedback), session
+        )
+
+    async def verify(
+        self, handle: RunHandle, commands: list[VerificationCommand]
+    ) -> VerificationReport:
+        if not handle.workdir:
+            raise ValueError(f"run {handle.run_id} has no worktree to verify in")
+        return await run_local_verification(
+            Path(handle.workdir),
+            commands,
+            timeout_seconds=self.verification_timeout_seconds,
+            kill_grace_seconds=self.kill_grace_seconds,
+            pass_env=self.pass_env,
+        )
+
+    async def cancel(self, handle: RunHandle) -> None:
+        live = self._live.get(handle.run_id)
+        if live is not None:
+            await self._stop(live)
+        else:
+            await self._reap(handle)
+
+    async def stop_all(self) -> int:
+        """Stop every run this process supervises (daemon drain); returns how many.
+
+        The runs' workflows stay pending: on the next start, ``follow`` finds the run
+        interrupted and the orchestration resumes the same session with feedback.
+        """
+        lives = list(self._live.values())
+        await asyncio.gather(*(self._stop(live) for live in lives), return_exceptions=True)
+        return len(lives)
+
+    async def release(self, handle: RunHandle, *, succeeded: bool) -> None:
+        """Remove the worktree after a success (branch kept), keep it after a failure."""
+        if handle.workdir:
+            await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
+
+    # --- machinery ----------------------------------------------------------------------
+
+    async def _launch(
+        self, task: Task, workdir: Path, branch: str, prompt: str, resume_session: str | None
+    ) -> RunHandle:
+        run_id = uuid.uuid4().hex
+        transcript_path = await self._transcript_path(workdir, run_id)
+        argv = self.build_argv(task, workdir=workdir, prompt=prompt, resume_session=resume_session)
+        spec = ProcessSpec(
+            argv=argv,
+            cwd=workdir,
+            env=scrubbed_env(self.pass_env),
+            timeout_seconds=min(self.timeout_seconds, task.limits.wall_clock_seconds),
+            kill_grace_seconds=self.kill_grace_seconds,
+            run_id=run_id,
+        )
+        try:
+            process = await SupervisedProcess.spawn(spec)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise ExecutorUnavailable(f"{self.name} unavailable: {exc}") from exc
+        handle = RunHandle(
+            executor=self.name,
+            run_id=run_id,
+            session_id=resume_session,
+            workdir=str(workdir),
+            branch=branch,
+            pid=process.pid,
+            pgid=process.pgid,
+            extra={"transcript": str(transcript_path), "resumed": resume_session is not None},
+        )
+        live = _LiveRun(
+            handle=handle,
+            process=process,
+            parser=self.new_parser(),
+            transcript=transcript_path.open("a", encoding="utf-8"),
+        )
+        live.supervisor = asyncio.create_task(self._supervise(live))
+        self._live[run_id] = live
+        log.info(
+            "local_cli.started",
+            executor=self.name,
+            run_id=run_id,
+            pgid=process.pgid,
+            workdir=str(workdir),
+            resumed=resume_session is not None,
+        )
+        return handle
+
+    async def _supervise(self, live: _LiveRun) -> RunResult:
+        async def on_line(line: str) -> None:
+            live.transcript.write(line + "\n")
+            live.transcript.flush()
+            for item in live.parser.feed(line):
+                await live.emit(item)
+
+        try:
+            outcome = await live.process.run(on_line)
+        finally:
+            live.transcript.close()
+        result = self.to_result(live.parser, _ending(outcome))
+        log.info(
+            "local_cli.ended",
+            executor=self.name,
+            run_id=live.handle.run_id,
+            status=result.status.value,
+            cost_usd=result.cost_usd,
+            killed=outcome.killed,
+        )
+        return self._stamp(result, live.handle)
+
+    async def _stop(self, live: _LiveRun) -> None:
+        live.process.request_stop()
+        if live.supervisor is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(live.supervisor)
+
+    async def _reap(self, handle: RunHandle) -> None:
+        """Kill what is left of a run this executor does not supervise (any more)."""
+        live_groups = {live.process.pgid for live in self._live.values()}
+        if handle.pgid and handle.pgid not in live_groups:  # never a recycled id of ours
+            await reap_leftovers([handle.pgid], grace_seconds=self.kill_grace_seconds)
+
+    async def _result_after_restart(self, handle: RunHandle) -> RunResult:
+        await self._reap(handle)
+        parser = self._replay(handle)
+        if parser.finished:
+            return self._stamp(self.to_result(parser, Ending()), handle)
+        return self._stamp(
+            RunResult(
+                status=RunStatus.FAILED, session_id=parser.session_id, error=INTERRUPTED_REASON
+            ),
+            handle,
+        )
+
+    def _replay(self, handle: RunHandle) -> StreamParser:
+        parser = self.new_parser()
+        path = handle.extra.get("transcript")
+        if isinstance(path, str) and Path(path).is_file():
+            with open(path, encoding="utf-8", errors="replace") as transcript:
+                for line in transcript:
+                    parser.feed(line)
+        return parser
+
+    async def _transcript_path(self, workdir: Path, run_id: str) -> Path:
+        directory = await self.worktrees.private_dir(workdir) / TRANSCRIPTS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{run_id}.jsonl"
+
+    def _stamp(self, result: RunResult, handle: RunHandle) -> RunResult:
+        return result.model_copy(
+            update={
+                "run_id": handle.run_id,
+                "branch": handle.branch,
+                "session_id": result.session_id or handle.session_id,
+            }
+        )
+
+
+def _ending(outcome: ProcessOutcome) -> Ending:
+    return Ending(
+        exit_code=outcome.exit_code,
+        stopped=outcome.stopped.value if outcome.stopped is not None else None,
+        stderr_tail=outcome.stderr_tail,
+        duration_seconds=outcome.duration_seconds,
+    )

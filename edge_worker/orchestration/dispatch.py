@@ -1,0 +1,127 @@
+"""The outbox dispatcher: committed triggers become DBOS workflows.
+
+The intake commits an event and answers Linear; this task, running beside it, enqueues a
+``handle_trigger`` workflow for each committed acting event and stamps the row. The
+workflow id derives from the event's dedupe key, so enqueuing twice (after a crash
+between enqueue and stamp, or from two daemons sharing a database) is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from dbos import DBOS, SetWorkflowID
+
+from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
+from edge_worker.runtime import TRIGGER_QUEUE
+from edge_worker.storage.events import mark_dispatched, pending_dispatch
+
+log = structlog.get_logger(__name__)
+
+
+def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
+    """The workflow input for an outbox row."""
+    detail = json.loads(row.detail) if row.detail else {}
+    return {
+        "kind": row.decision,
+        "reason": row.reason,
+        "delivery_id": row.delivery_id,
+        "dedupe_key": row.dedupe_key or row.delivery_id,
+        "issue_id": row.issue_id,
+        "issue_identifier": row.issue_identifier,
+        **detail,
+    }
+
+
+class Dispatcher:
+    """Drains the outbox when woken, and every ``poll_seconds`` regardless.
+
+    Answering Linear comes first: after a wake-up the dispatcher waits until intake has
+    been quiet for ``quiet_seconds`` (at most ``max_delay_seconds``), so a burst of
+    deliveries is committed and answered before workflow start-up competes with it for
+    the CPU and the database; the burst is then dispatched in one pass.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        poll_seconds: float = 5.0,
+        quiet_seconds: float = 0.05,
+        max_delay_seconds: float = 2.0,
+    ) -> None:
+        self._engine = engine
+        self._poll_seconds = poll_seconds
+        self._quiet = quiet_seconds
+        self._max_delay = max_delay_seconds
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def drain_once(self) -> int:
+        """Dispatch every pending event; returns how many were dispatched."""
+        total = 0
+        while True:
+            rows = await asyncio.to_thread(self._pending)
+            if not rows:
+                return total
+            queue = await DBOS.retrieve_queue_async(TRIGGER_QUEUE)
+            assert queue is not None, "trigger queue not registered"
+            stamps: list[tuple[int, str]] = []
+            for row in rows:
+                trigger = trigger_of(row)
+                workflow_id = trigger_workflow_id(trigger["dedupe_key"])
+                with SetWorkflowID(workflow_id):
+                    await queue.enqueue_async(handle_trigger, trigger)
+                stamps.append((row.seq, workflow_id))
+            # One transaction for the batch: each stamp is a write on the file intake
+            # commits to. A crash before it only means enqueuing again, which is a no-op.
+            await asyncio.to_thread(self._stamp, stamps)
+            total += len(stamps)
+
+    def _pending(self) -> list[sa.Row[Any]]:
+        with self._engine.connect() as conn:
+            return pending_dispatch(conn)
+
+    def _stamp(self, stamps: list[tuple[int, str]]) -> None:
+        with self._engine.begin() as conn:
+            for seq, workflow_id in stamps:
+                mark_dispatched(conn, seq, workflow_id)
+
+    async def _settle(self) -> None:
+        """Wait until no wake-up came for ``quiet_seconds``, or ``max_delay_seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_delay
+        while loop.time() < deadline:
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self._quiet)
+            except TimeoutError:
+                return
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self._poll_seconds)
+            await self._settle()
+            self.wake.clear()
+            try:
+                count = await self.drain_once()
+                if count:
+                    log.debug("dispatched triggers", count=count)
+            except Exception as exc:  # keep the loop alive; the rows stay in the outbox
+                log.error("dispatch failed; will retry", error=repr(exc))
+                await asyncio.sleep(1.0)

@@ -1,0 +1,425 @@
+"""The durable steps of an orchestration: every call out of the process, made safe to repeat.
+
+Each step is a DBOS step: once it returns, its result is checkpointed and a recovered
+workflow gets the recorded result instead of calling out again. A step interrupted by a
+crash runs again, so each is idempotent by construction: Linear entities carry
+client-chosen ids (``stable_uuid4``), comments are found by their hidden marker, cost
+entries have deterministic ids, Codegen runs are looked up by their metadata before
+another is created, and worktrees are reused. Steps take and return JSON-able data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from dbos import DBOS
+
+from edge_worker import services
+from edge_worker.costs.ledger import CostEntry, EntryKind, cost_entry_id
+from edge_worker.costs.metrics import observe_cost
+from edge_worker.costs.money import Total
+from edge_worker.executors.base import (
+    ExecutorUnavailable,
+    RunHandle,
+    Task,
+    VerificationCommand,
+    VerificationReport,
+)
+from edge_worker.ids import stable_uuid4
+from edge_worker.linear.models import PlanStep
+from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.plan import Subtask
+from edge_worker.orchestration.planner import PlannerUnavailable, PlanningFailed
+from edge_worker.orchestration.wiring import Adapters
+from edge_worker.reporting.report import ReportModel, render_report, render_subtask_result
+from edge_worker.reporting.subissue import render_subissue_description
+from edge_worker.storage import work
+
+log = structlog.get_logger(__name__)
+
+REPORT_PURPOSE = "report"
+RESULT_PURPOSE = "result"
+
+
+def total_json(total: Total) -> dict[str, int]:
+    """A :class:`Total` as checkpointable data (``Total(**data)`` reads it back)."""
+    return {"micros": total.micros, "priced": total.priced, "unpriced": total.unpriced}
+
+
+def adapters() -> Adapters:
+    """The process's adapters (installed by the daemon at start-up)."""
+    found = services.current().extra.get("adapters")
+    if found is None:
+        raise RuntimeError("orchestration adapters are not installed")
+    assert isinstance(found, Adapters)
+    return found
+
+
+async def _record_cost(entry: CostEntry) -> None:
+    ledger = adapters().ledger
+    if await asyncio.to_thread(ledger.record, entry):
+        observe_cost(entry.executor, entry.model, entry.usd)
+
+
+@DBOS.step()
+async def now_step() -> float:
+    """Wall-clock time, recorded so a recovered workflow sees the same value."""
+    return time.time()
+
+
+@DBOS.step()
+async def set_state_step(issue_id: str, workflow_id: str, state: str, **extra: Any) -> None:
+    """Move the issue's work item (``edge-worker status``) to ``state``."""
+
+    def update() -> None:
+        with services.current().engine.begin() as conn:
+            work.set_state(conn, issue_id, workflow_id, state, **extra)
+
+    await asyncio.to_thread(update)
+
+
+@DBOS.step()
+async def acknowledge_step(
+    issue_id: str, session_id: str | None, workflow_id: str
+) -> dict[str, Any]:
+    """Say we are on it and move the issue to its team's first started state.
+
+    Returns a snapshot of the issue and its team's states for the rest of the workflow.
+    """
+    from edge_worker.orchestration.texts import ACK_THOUGHT
+
+    a = adapters()
+    issue = await a.linear.issue(issue_id)
+    states = await a.linear.team_states(issue.team.id)
+    if session_id:
+        await a.linear.create_activity(
+            session_id=session_id,
+            content={"type": "thought", "body": ACK_THOUGHT},
+            id=stable_uuid4(workflow_id, "ack"),
+        )
+    started = [s for s in states if s.type == "started"]
+    if started and issue.state.type not in ("started", "completed"):
+        await a.linear.update_issue(issue.id, state_id=started[0].id)
+    return {
+        "issue": issue.model_dump(mode="json"),
+        "states": [s.model_dump(mode="json") for s in states],
+    }
+
+
+@DBOS.step()
+async def post_report_step(model: dict[str, Any]) -> None:
+    """Create or edit the issue's one report comment (found by its hidden marker)."""
+    report = _report_from_json(model)
+    await adapters().linear.upsert_marked_comment(
+        issue_id=report.issue_id, purpose=REPORT_PURPOSE, body=render_report(report)
+    )
+
+
+def _report_from_json(model: dict[str, Any]) -> ReportModel:
+    from edge_worker.reporting.report import SubtaskRow
+
+    rows = [SubtaskRow(**{**row, "cost": Total(**row["cost"])}) for row in model.pop("rows")]
+    total = Total(**model.pop("total"))
+    today = Total(**model.pop("today_spend"))
+    planning = model.pop("planning_cost")
+    limit = model.pop("daily_limit")
+    return ReportModel(
+        rows=rows,
+        total=total,
+        today_spend=today,
+        planning_cost=Total(**planning) if planning else None,
+        daily_limit=Decimal(limit) if limit is not None else None,
+        **model,
+    )
+
+
+@DBOS.step()
+async def say_step(
+    issue_id: str, session_id: str | None, kind: str, body: str, activity_id: str
+) -> None:
+    """Tell the user something: an activity of ``kind`` in app mode, a comment otherwise.
+
+    ``kind`` is ``thought``, ``elicitation``, ``response`` or ``error``; the comment's id
+    (or the activity's) is ``activity_id``, so a repeated step says it once.
+    """
+    a = adapters()
+    if session_id:
+        if kind == "response":
+            await a.coalescer.respond(session_id, body, id=activity_id)
+        elif kind == "error":
+            await a.coalescer.fail(session_id, body, id=activity_id)
+        elif kind == "elicitation":
+            await a.coalescer.elicit(session_id, body, id=activity_id)
+        else:
+            await a.linear.create_activity(
+                session_id=session_id, content={"type": kind, "body": body}, id=activity_id
+            )
+    elif kind != "response":  # user mode: the report comment already says it
+        await a.linear.create_comment(id=activity_id, issue_id=issue_id, body=body)
+
+
+@DBOS.step()
+async def comment_step(issue_id: str, comment_id: str, body: str) -> None:
+    """Comment on an issue (the client-chosen id makes a repeat find, not duplicate, it)."""
+    await adapters().linear.create_comment(id=comment_id, issue_id=issue_id, body=body)
+
+
+@DBOS.step()
+async def plan_step(
+    context: dict[str, Any], workflow_id: str, issue_id: str, identifier: str, round_: int
+) -> dict[str, Any]:
+    """Run the planner; every model call goes into the ledger, valid plan or not."""
+    a = adapters()
+    ctx = PlanningContext.model_validate(context)
+    try:
+        outcome = await a.planner.plan(ctx)
+    except PlanningFailed as failed:
+        await _record_planner_calls(failed.calls, workflow_id, issue_id, identifier, round_)
+        return {"error": "\n".join(f"- {p}" for p in failed.problems)}
+    except PlannerUnavailable as exc:
+        return {"error": str(exc), "unavailable": True}
+    await _record_planner_calls(outcome.calls, workflow_id, issue_id, identifier, round_)
+    return {"plan": outcome.plan.model_dump(mode="json"), "cost_usd": outcome.cost_usd}
+
+
+async def _record_planner_calls(
+    calls: list[Any], workflow_id: str, issue_id: str, identifier: str, round_: int
+) -> None:
+    for call in calls:
+        await _record_cost(
+            CostEntry(
+                entry_id=cost_entry_id(workflow_id, f"plan-{round_}", call.attempt),
+                issue_id=issue_id,
+                issue_identifier=identifier,
+                kind="planner",
+                executor=f"planner:{call.backend}",
+                attempt=call.attempt,
+                model=call.model,
+                usage=call.usage,
+                usd=call.cost_usd,
+            )
+        )
+
+
+@DBOS.step()
+async def create_subissue_step(
+    parent_id: str, team_id: str, state_id: str | None, subtask: dict[str, Any]
+) -> dict[str, Any]:
+    """Create the sub-issue for a sub-task (client-chosen id: a retry finds, not duplicates)."""
+    s = Subtask.model_validate(subtask)
+    ref = await adapters().linear.create_issue(
+        id=stable_uuid4(parent_id, "subtask", s.key),
+        team_id=team_id,
+        title=s.title,
+        description=render_subissue_description(parent_id, s),
+        parent_id=parent_id,
+        state_id=state_id,
+    )
+    return {"id": ref.id, "identifier": ref.identifier, "url": ref.url}
+
+
+@DBOS.step()
+async def publish_session_plan_step(session_id: str, steps: list[dict[str, str]]) -> None:
+    """Show the plan on the agent session (app mode)."""
+    await adapters().linear.update_session(
+        session_id, plan=[PlanStep.model_validate(s) for s in steps], priority="low"
+    )
+
+
+@DBOS.step()
+async def role_prompt_step(role: str) -> str:
+    """The role's prompt (``<prompts_dir>/<role>.md``; empty when there is none), read once
+    per dispatch and recorded, so a replay sees the text the run was given."""
+    path = services.current().settings.prompts_dir / f"{role}.md"
+    try:
+        return await asyncio.to_thread(path.read_text)
+    except OSError:
+        return ""
+
+
+@DBOS.step()
+async def move_issue_step(issue_id: str, state_id: str) -> None:
+    """Move an issue (parent or sub-issue) to a workflow state."""
+    await adapters().linear.update_issue(issue_id, state_id=state_id)
+
+
+@DBOS.step()
+async def money_step(issue_id: str) -> dict[str, Any]:
+    """The issue's spend, today's spend (and today's date in the budget's time zone) and
+    how many runs are in flight today."""
+    ledger = adapters().ledger
+
+    def read() -> dict[str, Any]:
+        issue = ledger.issue_total(issue_id)
+        day = ledger.day_total(ledger.today())
+        with services.current().engine.connect() as conn:
+            running = work.running_subtasks(conn)
+        return {
+            "issue": total_json(issue),
+            "day": total_json(day),
+            "day_running": running,
+            "today": ledger.today().isoformat(),
+        }
+
+    return await asyncio.to_thread(read)
+
+
+# --- executor steps ---------------------------------------------------------------------
+
+
+@DBOS.step()
+async def start_run_step(executor: str, task: dict[str, Any]) -> dict[str, Any]:
+    """Start a run; ``{"unavailable": reason}`` when the executor cannot take work."""
+    try:
+        handle = await adapters().executors[executor].start(Task.model_validate(task))
+    except ExecutorUnavailable as exc:
+        return {"unavailable": exc.reason}
+    return {"handle": handle.model_dump(mode="json")}
+
+
+@DBOS.step()
+async def follow_run_step(
+    executor: str,
+    handle: dict[str, Any],
+    session_id: str | None,
+    cost: dict[str, Any],
+) -> dict[str, Any]:
+    """Follow a run to its end and record what it cost (once, by entry id)."""
+    a = adapters()
+
+    async def on_progress(kind: str, text: str) -> None:
+        if session_id and text.strip():
+            if kind == "action":
+                a.coalescer.note_action(session_id, action=text[:200], parameter="")
+            else:
+                a.coalescer.note_thought(session_id, text[:500])
+
+    result = await a.executors[executor].follow(RunHandle.model_validate(handle), on_progress)
+    await _record_cost(
+        CostEntry(
+            **cost,
+            executor=executor,
+            model=result.model,
+            usage=result.usage,
+            usd=result.cost_usd,
+        )
+    )
+    return result.model_dump(mode="json")
+
+
+@DBOS.step()
+async def resume_run_step(
+    executor: str, handle: dict[str, Any], task: dict[str, Any], feedback: str
+) -> dict[str, Any]:
+    """Continue the same executor session with feedback; returns the new handle."""
+    new = (
+        await adapters()
+        .executors[executor]
+        .resume(RunHandle.model_validate(handle), Task.model_validate(task), feedback)
+    )
+    return new.model_dump(mode="json")
+
+
+@DBOS.step()
+async def verify_step(
+    executor: str, handle: dict[str, Any], commands: list[dict[str, Any]], cost: dict[str, Any]
+) -> dict[str, Any]:
+    """Run the verification commands where the work lives; record what verifying cost."""
+    report: VerificationReport = (
+        await adapters()
+        .executors[executor]
+        .verify(
+            RunHandle.model_validate(handle),
+            [VerificationCommand.model_validate(c) for c in commands],
+        )
+    )
+    if report.cost_usd is not None or report.usage.output_tokens or executor == "codegen":
+        await _record_cost(
+            CostEntry(
+                **cost,
+                executor=executor,
+                model=report.model,
+                usage=report.usage,
+                usd=report.cost_usd,
+            )
+        )
+    return report.model_dump(mode="json")
+
+
+@DBOS.step()
+async def cancel_run_step(executor: str, handle: dict[str, Any]) -> None:
+    """Stop a run: local processes killed, remote runs abandoned and recorded."""
+    await adapters().executors[executor].cancel(RunHandle.model_validate(handle))
+
+
+@DBOS.step()
+async def release_run_step(executor: str, handle: dict[str, Any], succeeded: bool) -> None:
+    """Remove a local worktree after success (the branch stays), keep it after failure."""
+    runner = adapters().executors[executor]
+    release = getattr(runner, "release", None)
+    if release is not None:
+        await release(RunHandle.model_validate(handle), succeeded=succeeded)
+
+
+@DBOS.step()
+async def subtask_total_step(issue_id: str, key: str) -> dict[str, Any]:
+    """What one sub-task has cost so far (every attempt, resume and verification)."""
+    ledger = adapters().ledger
+    total = await asyncio.to_thread(ledger.subtask_total, issue_id, key)
+    return total_json(total)
+
+
+@DBOS.step()
+async def finish_subissue_step(
+    sub_issue_id: str, body_args: dict[str, Any], state_id: str | None
+) -> None:
+    """Post the sub-issue's result comment (edited in place on repeat) and move its state."""
+    from edge_worker.executors.base import Evidence
+
+    args = dict(body_args)
+    args["checks"] = [Evidence.model_validate(c) for c in args.get("checks", [])]
+    args["cost"] = Total(**args["cost"])
+    body = render_subtask_result(issue_id=sub_issue_id, **args)
+    a = adapters()
+    await a.linear.upsert_marked_comment(
+        issue_id=sub_issue_id, purpose=RESULT_PURPOSE, body=body, priority="low"
+    )
+    if state_id:
+        await a.linear.update_issue(sub_issue_id, state_id=state_id, priority="low")
+
+
+@DBOS.step()
+async def track_subtask_step(
+    issue_id: str, key: str, workflow_id: str, state: str, executor: str | None
+) -> None:
+    """Record a sub-task's state for budgets (runs in flight) and ``status``."""
+
+    def update() -> None:
+        with services.current().engine.begin() as conn:
+            work.track_subtask(conn, issue_id, key, workflow_id, state, executor)
+
+    await asyncio.to_thread(update)
+
+
+def cost_fields(
+    workflow_id: str,
+    step: str,
+    attempt: int,
+    issue_id: str,
+    identifier: str,
+    key: str,
+    kind: EntryKind,
+) -> dict[str, Any]:
+    """The identifying part of a cost entry, derived so a repeated step writes it once."""
+    return {
+        "entry_id": cost_entry_id(workflow_id, step, attempt),
+        "issue_id": issue_id,
+        "issue_identifier": identifier,
+        "kind": kind,
+        "attempt": attempt,
+        "subtask_key": key,
+    }

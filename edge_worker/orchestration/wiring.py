@@ -1,0 +1,94 @@
+"""Build the adapters the workflows use from the settings, once per process.
+
+Contract: ``build_adapters(settings, engine)`` returns :class:`Adapters` holding the Linear
+client, the activity coalescer, the planner, every configured executor (Codegen only when
+its org id and token are set; the local CLIs always, since a missing binary is reported
+per run), the cost ledger and the price table. ``aclose()`` releases network clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from edge_worker.costs.budget import BudgetLimits
+from edge_worker.costs.ledger import Ledger
+from edge_worker.costs.prices import price_usage, prices_from_settings
+from edge_worker.executors.base import Executor, Usage
+from edge_worker.executors.claude_code import ClaudeCodeExecutor
+from edge_worker.executors.codegen import CodegenExecutor
+from edge_worker.executors.codex import CodexExecutor
+from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.linear.activities import ActivityCoalescer
+from edge_worker.linear.client import LinearClient
+from edge_worker.linear.clock import SystemClock
+from edge_worker.orchestration.planner import Planner, build_planner
+from edge_worker.settings import Settings
+
+Pricer = Callable[[str | None, Usage], float | None]
+
+
+@dataclass
+class Adapters:
+    """Everything a workflow step may call out to."""
+
+    settings: Settings
+    linear: LinearClient
+    coalescer: ActivityCoalescer
+    planner: Planner
+    executors: dict[str, Executor]
+    ledger: Ledger
+    limits: BudgetLimits
+    pricer: Pricer
+    worktrees: WorktreeManager
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def codegen_configured(self) -> bool:
+        return "codegen" in self.executors
+
+    async def aclose(self) -> None:
+        await self.coalescer.aclose()
+        codegen = self.executors.get("codegen")
+        if isinstance(codegen, CodegenExecutor):
+            await codegen.aclose()
+        await self.linear.aclose()
+
+
+def worktree_root(settings: Settings) -> Path:
+    """Where local executors make their worktrees."""
+    return settings.worktrees.root or settings.resolved_state_dir / "worktrees"
+
+
+def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
+    """The adapters for ``settings`` (see the module contract)."""
+    prices = prices_from_settings(settings)
+
+    def pricer(model: str | None, usage: Usage) -> float | None:
+        return price_usage(prices, model, usage)
+
+    linear = LinearClient(settings.linear)
+    worktrees = WorktreeManager(
+        worktree_root(settings), keep_failed_days=settings.worktrees.keep_failed_days
+    )
+    executors: dict[str, Executor] = {
+        "claude-code": ClaudeCodeExecutor(settings.claude, worktrees),
+        "codex": CodexExecutor(settings.codex, worktrees, pricer=pricer),
+    }
+    if settings.codegen.org_id is not None and settings.codegen.api_token is not None:
+        executors["codegen"] = CodegenExecutor(settings)
+    return Adapters(
+        settings=settings,
+        linear=linear,
+        coalescer=ActivityCoalescer.from_settings(linear, settings.linear, clock=SystemClock()),
+        planner=build_planner(settings, pricer=pricer),
+        executors=executors,
+        ledger=Ledger(engine, settings.budget.timezone),
+        limits=BudgetLimits.from_settings(settings.budget),
+        pricer=pricer,
+        worktrees=worktrees,
+    )

@@ -1,0 +1,1056 @@
+"""Durable workflows: a trigger becomes verified, reported work on an issue, exactly once.
+
+- ``handle_trigger`` (id ``trigger-<hash of the dedupe key>``): a start claims the issue
+  (single flight) and starts its orchestration; a follow-up or stop is sent to the issue's
+  running orchestration with ``DBOS.send``.
+- ``orchestrate_issue`` (id ``issue-<issue id>-<hash>``): acknowledge, plan, create
+  sub-issues, dispatch sub-tasks in dependency order within the parallelism and budget
+  limits, react to sub-task results, follow-ups and stop, and report.
+- ``run_subtask`` (id ``<orchestration id>-<key>-<n>``): one sub-task on one executor:
+  run, verify, feed the evidence back and verify again up to the bound, post the result.
+  It tells its orchestration it finished by ``DBOS.send``.
+
+Workflow code is deterministic: everything that reads the clock, the database or the
+network happens in a step (``steps.py``), so a recovered workflow replays the recorded
+results and continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from dbos import DBOS, SetWorkflowID
+
+from edge_worker import services
+from edge_worker.costs.budget import (
+    DAILY_BUDGET_REACHED,
+    DAY_WARNING_TEXT,
+    OVER_TASK_BUDGET_TEXT,
+    BudgetLimits,
+    IssueBudget,
+    Threshold,
+    decide_dispatch,
+    is_continue_reply,
+    threshold_of,
+)
+from edge_worker.costs.money import Total, format_usd
+from edge_worker.executors.base import Evidence, RunStatus, Task, TaskLimits
+from edge_worker.executors.local_cli import INTERRUPTED_REASON
+from edge_worker.ids import stable_key, stable_uuid4
+from edge_worker.orchestration import steps, texts
+from edge_worker.orchestration.context import Comment as ContextComment
+from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.plan import Plan, Subtask
+from edge_worker.orchestration.progress import (
+    Progress,
+    blocked,
+    overall_state,
+    ready,
+    report_model,
+)
+from edge_worker.orchestration.routing import route_repository
+from edge_worker.orchestration.strategy import ExecutorEstimate, choose_executor
+from edge_worker.reporting.report import ReportState, verification_summary
+from edge_worker.runtime import CLOUD_QUEUE, LOCAL_QUEUE
+from edge_worker.settings import Settings
+from edge_worker.storage import work
+
+log = structlog.get_logger(__name__)
+
+CONTROL_TOPIC = "control"
+POLL_SECONDS = 30.0
+PROGRESS_UPDATE_SECONDS = 60.0
+REPOSITORY_WAIT_SECONDS = 24 * 3600.0
+BUDGET_WAIT_SECONDS = 24 * 3600.0
+LOCAL_EXECUTORS = ("claude-code", "codex")
+INTERRUPTED_CONTINUES = 2
+"""How many times a local run cut short by a restart is continued in the same session."""
+ESTIMATES = {
+    "codegen": ExecutorEstimate(expected_usd=None, success_rate=0.8),
+    "claude-code": ExecutorEstimate(expected_usd=1.0, success_rate=0.8),
+    "codex": ExecutorEstimate(expected_usd=0.5, success_rate=0.7),
+}
+DAY_WARNING_WORKFLOW = "budget-day-warning-{day}"
+HANDLE_WAIT_SECONDS = 10.0
+
+
+def estimates_for(settings: Settings) -> dict[str, ExecutorEstimate]:
+    """What each executor is expected to cost: Codegen at its configured price per run."""
+    codegen = ESTIMATES["codegen"]
+    return {
+        **ESTIMATES,
+        "codegen": ExecutorEstimate(settings.codegen.cost_per_run_usd, codegen.success_rate),
+    }
+
+
+def trigger_workflow_id(dedupe_key: str) -> str:
+    """The workflow id for a stored trigger: same key, same workflow."""
+    return f"trigger-{stable_key(dedupe_key)}"
+
+
+def orchestration_workflow_id(issue_id: str, dedupe_key: str) -> str:
+    """The workflow id for the orchestration a start trigger begins."""
+    return f"issue-{issue_id}-{stable_key(dedupe_key)[:12]}"
+
+
+# --- triggers ---------------------------------------------------------------------------
+
+
+@DBOS.step()
+async def claim_issue_step(
+    issue_id: str, identifier: str | None, workflow_id: str, session_id: str | None
+) -> str:
+    """Claim the issue for ``workflow_id``; returns the owner after the claim."""
+
+    def claim() -> str:
+        with services.current().engine.begin() as conn:
+            return work.claim(
+                conn,
+                issue_id=issue_id,
+                identifier=identifier,
+                workflow_id=workflow_id,
+                session_id=session_id,
+            )
+
+    return await asyncio.to_thread(claim)
+
+
+@DBOS.step()
+async def active_workflow_step(issue_id: str) -> str | None:
+    """The orchestration working on ``issue_id`` now, if any."""
+
+    def query() -> str | None:
+        with services.current().engine.connect() as conn:
+            return work.active_workflow(conn, issue_id)
+
+    return await asyncio.to_thread(query)
+
+
+@DBOS.workflow()
+async def handle_trigger(trigger: dict[str, Any]) -> str:
+    """Turn one stored trigger into work; returns what it did, for the record."""
+    kind, issue_id = trigger["kind"], trigger["issue_id"]
+    structlog.contextvars.bind_contextvars(issue=trigger.get("issue_identifier") or issue_id)
+    if kind == "start":
+        ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
+        owner = await claim_issue_step(
+            issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
+        )
+        if owner != ours:
+            log.info("issue already being worked on", owner=owner)
+            if trigger.get("session_id"):  # a new session must not look unresponsive
+                await steps.say_step(
+                    issue_id,
+                    trigger["session_id"],
+                    "response",
+                    texts.ALREADY_WORKING,
+                    stable_uuid4(str(DBOS.workflow_id), "already-working"),
+                )
+            return f"already working: {owner}"
+        with SetWorkflowID(ours):
+            await DBOS.start_workflow_async(orchestrate_issue, trigger)
+        return f"started: {ours}"
+    active = await active_workflow_step(issue_id)
+    if active is None:
+        log.info("no active work for this issue", kind=kind)
+        return "no active work"
+    await DBOS.send_async(active, trigger, topic=CONTROL_TOPIC)
+    return f"sent {kind} to {active}"
+
+
+# --- one sub-task -----------------------------------------------------------------------
+
+
+def _feedback(report: dict[str, Any], result: dict[str, Any]) -> str:
+    lines = ["Independent verification of your work failed. Fix it, then stop.", ""]
+    if result.get("error"):
+        lines.append(f"Your run ended with an error: {result['error']}")
+    for check in report["checks"]:
+        evidence = Evidence.model_validate(check)
+        if evidence.passed:
+            continue
+        lines.append(
+            f"- `{evidence.command}` exited {evidence.exit_code} (expected "
+            f"{evidence.expect_exit}){': ' + evidence.reason if evidence.reason else ''}"
+        )
+        if evidence.output_tail:
+            lines.append(
+                "  ```\n  " + evidence.output_tail[-1500:].replace("\n", "\n  ") + "\n  ```"
+            )
+    return "\n".join(lines)
+
+
+def _cost_json(total: Total) -> dict[str, int]:
+    return {"micros": total.micros, "priced": total.priced, "unpriced": total.unpriced}
+
+
+class _SubtaskRun:
+    """One sub-task on one executor: run, verify, iterate (state rebuilt on replay)."""
+
+    def __init__(self, spec: dict[str, Any], workflow_id: str) -> None:
+        self.spec = spec
+        self.workflow_id = workflow_id
+        self.key: str = spec["key"]
+        self.executor: str = spec["executor"]
+        self.issue_id: str = spec["issue_id"]
+        self.identifier: str = spec["issue_identifier"]
+        self.task: dict[str, Any] = dict(spec["task"])
+        self.limits = BudgetLimits.from_settings(services.current().settings.budget)
+        self.handle: dict[str, Any] = {}
+        self.result: dict[str, Any] = {}
+        self.report: dict[str, Any] = {"checks": []}
+        self.iterations = 0
+        self.continues = 0
+        self.note: str | None = spec.get("note")
+
+    def cost(self, step: str, attempt: int, kind: str) -> dict[str, Any]:
+        return steps.cost_fields(
+            self.workflow_id,
+            step,
+            attempt,
+            self.issue_id,
+            self.identifier,
+            self.key,
+            kind,  # type: ignore[arg-type]
+        )
+
+    async def run(self) -> dict[str, Any]:
+        spec = self.spec
+        await steps.track_subtask_step(
+            self.issue_id, self.key, self.workflow_id, "running", self.executor
+        )
+        if spec.get("started_state_id") and spec.get("sub_issue_id"):
+            await steps.move_issue_step(spec["sub_issue_id"], spec["started_state_id"])
+        started_at = await steps.now_step()
+        started = await steps.start_run_step(self.executor, self.task)
+        if "unavailable" in started:
+            await steps.track_subtask_step(
+                self.issue_id, self.key, self.workflow_id, "unavailable", self.executor
+            )
+            return {"key": self.key, "status": "unavailable", "reason": started["unavailable"]}
+        await self._set_handle(started["handle"])
+        self.iterations = 1
+        await self._follow("run", "run")
+        status = await self._judge()
+        while (
+            status == "failed"
+            and self.iterations <= spec["max_iterations"]
+            and _resumable(self.result)
+        ):
+            blocked_by = await self._budget_block()
+            if blocked_by is not None:
+                status, self.note = "over_budget", _join(self.note, blocked_by)
+                break
+            self.handle = await steps.resume_run_step(
+                self.executor, self.handle, self.task, _feedback(self.report, self.result)
+            )
+            await DBOS.set_event_async("handle", self.handle)
+            self.iterations += 1
+            await self._follow("resume", "resume")
+            status = await self._judge()
+        finished_at = await steps.now_step()
+        return await self._finish(status, finished_at - started_at)
+
+    async def _set_handle(self, handle: dict[str, Any]) -> None:
+        self.handle = handle
+        await DBOS.set_event_async("handle", handle)
+
+    async def _follow(self, step: str, kind: str) -> None:
+        """Follow the current run; a run the daemon's restart interrupted is continued in
+        the same session (not counted as an iteration: nothing was verified yet)."""
+        self.result = await steps.follow_run_step(
+            self.executor,
+            self.handle,
+            self.spec.get("session_id"),
+            self.cost(step, self.iterations, kind),
+        )
+        while _interrupted(self.result) and self.continues < INTERRUPTED_CONTINUES:
+            self.continues += 1
+            log.info("continuing a run interrupted by a restart", attempt=self.continues)
+            await self._set_handle(
+                await steps.resume_run_step(
+                    self.executor, self.handle, self.task, texts.CONTINUE_AFTER_RESTART
+                )
+            )
+            self.result = await steps.follow_run_step(
+                self.executor,
+                self.handle,
+                self.spec.get("session_id"),
+                self.cost("continue", self.continues, "resume"),
+            )
+
+    async def _judge(self) -> str:
+        """The sub-task's status after the current run: over its budget, or verified."""
+        over = await self._over_task_budget()
+        if over is not None:
+            self.note = _join(self.note, over)
+            return "over_budget"
+        self.report = await steps.verify_step(
+            self.executor,
+            self.handle,
+            self.task["verification"],
+            self.cost("verify", self.iterations, "verification"),
+        )
+        return _status(self.result, self.report)
+
+    async def _over_task_budget(self) -> str | None:
+        """Why the sub-task is over its per-task limit (every attempt counted), if it is.
+
+        Claude Code stops itself at ``--max-budget-usd``; Codex and Codegen cannot, so
+        their spend is checked after each run and a run over the limit is not resumed.
+        """
+        if self.limits.per_task is None:
+            return None
+        spent = Total(**await steps.subtask_total_step(self.issue_id, self.key))
+        if spent.usd < self.limits.per_task:
+            return None
+        return OVER_TASK_BUDGET_TEXT.format(
+            spent=format_usd(spent.usd), limit=format_usd(self.limits.per_task)
+        )
+
+    async def _budget_block(self) -> str | None:
+        """Why no further iteration may start (per task, issue or day), or ``None``.
+
+        When one may, Claude Code's ``--max-budget-usd`` becomes what is left of the
+        sub-task's limit, so every attempt together stays within it.
+        """
+        spent = Total(**await steps.subtask_total_step(self.issue_id, self.key))
+        if self.limits.per_task is not None:
+            if spent.usd >= self.limits.per_task:
+                return OVER_TASK_BUDGET_TEXT.format(
+                    spent=format_usd(spent.usd), limit=format_usd(self.limits.per_task)
+                )
+            limits = dict(self.task.get("limits") or {})
+            limits["max_usd"] = float(self.limits.per_task - spent.usd)
+            self.task["limits"] = limits
+        money = await steps.money_step(self.issue_id)
+        issue_limit = self.spec.get("issue_limit")
+        decision = decide_dispatch(
+            self.limits,
+            issue_spent=Total(**money["issue"]).usd,
+            day_spent=Total(**money["day"]).usd,
+            issue_budget=IssueBudget(limit=Decimal(issue_limit) if issue_limit else None),
+        )
+        if decision.may_dispatch:
+            return None
+        return texts.ITERATION_BLOCKED.format(reason=decision.reason)
+
+    async def _finish(self, status: str, duration: float) -> dict[str, Any]:
+        spec, result = self.spec, self.result
+        spent = Total(**await steps.subtask_total_step(self.issue_id, self.key))
+        checks = self.report["checks"]
+        evidence = [Evidence.model_validate(c) for c in checks]
+        outcome = {
+            "key": self.key,
+            "status": status,
+            "executor": self.executor,
+            "iterations": self.iterations,
+            "cost": _cost_json(spent),
+            "duration_seconds": duration,
+            "pr_url": (result.get("pr_urls") or [None])[0],
+            "branch": result.get("branch") or self.handle.get("branch"),
+            "verification": verification_summary(evidence),
+            "summary": result.get("summary") or result.get("error") or "",
+            "note": self.note,
+        }
+        if spec.get("sub_issue_id"):
+            await steps.finish_subissue_step(
+                spec["sub_issue_id"],
+                {
+                    "status": status,
+                    "summary": outcome["summary"],
+                    "cost": outcome["cost"],
+                    "iterations": self.iterations,
+                    "checks": checks,
+                    "pr_urls": result.get("pr_urls") or [],
+                    "branch": outcome["branch"],
+                    "executor": self.executor,
+                    "duration_seconds": duration,
+                    "note": self.note,
+                },
+                spec.get("done_state_id") if status == "passed" else None,
+            )
+        await steps.release_run_step(self.executor, self.handle, status == "passed")
+        await steps.track_subtask_step(
+            self.issue_id, self.key, self.workflow_id, status, self.executor
+        )
+        return outcome
+
+
+async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception) -> dict[str, Any]:
+    """The outcome of a sub-task whose run could not go on (an error no step recovered)."""
+    key, issue_id = spec["key"], spec["issue_id"]
+    error = f"{type(exc).__name__}: {exc}"[:400]
+    summary = texts.SUBTASK_ERROR.format(error=error)
+    spent = Total()
+    with contextlib.suppress(Exception):
+        spent = Total(**await steps.subtask_total_step(issue_id, key))
+    outcome = {
+        "key": key,
+        "status": "failed",
+        "executor": spec["executor"],
+        "iterations": 0,
+        "cost": _cost_json(spent),
+        "duration_seconds": None,
+        "pr_url": None,
+        "branch": None,
+        "verification": verification_summary([]),
+        "summary": summary,
+        "note": _join(spec.get("note"), summary),
+    }
+    if spec.get("sub_issue_id"):
+        with contextlib.suppress(Exception):
+            await steps.finish_subissue_step(
+                spec["sub_issue_id"],
+                {
+                    "status": "failed",
+                    "summary": summary,
+                    "cost": outcome["cost"],
+                    "iterations": 0,
+                    "checks": [],
+                    "executor": spec["executor"],
+                    "note": spec.get("note"),
+                },
+                None,
+            )
+    with contextlib.suppress(Exception):
+        await steps.track_subtask_step(issue_id, key, workflow_id, "failed", spec["executor"])
+    return outcome
+
+
+@DBOS.workflow()
+async def run_subtask(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run, verify and iterate one sub-task; returns its outcome (also sent to the parent).
+
+    Whatever happens, the parent hears the outcome: an error that ends the sub-task is a
+    ``failed`` outcome saying what went wrong, never silence. (A cancelled workflow raises
+    DBOS's cancellation, a ``BaseException``, and says nothing: its parent cancelled it.)
+    """
+    workflow_id = str(DBOS.workflow_id)
+    structlog.contextvars.bind_contextvars(issue=spec["issue_identifier"], subtask=spec["key"])
+    try:
+        outcome = await _SubtaskRun(spec, workflow_id).run()
+    except Exception as exc:
+        log.error("sub-task ended with an error", error=repr(exc))
+        outcome = await _subtask_error(spec, workflow_id, exc)
+    await DBOS.send_async(spec["parent"], {"type": "subtask_done", **outcome}, CONTROL_TOPIC)
+    return outcome
+
+
+def _join(first: str | None, second: str | None) -> str | None:
+    parts = [p for p in (first, second) if p]
+    return "; ".join(parts) if parts else None
+
+
+def _status(result: dict[str, Any], report: dict[str, Any]) -> str:
+    run = RunStatus(result["status"])
+    if run is RunStatus.OVER_BUDGET:
+        return "over_budget"
+    if run is RunStatus.TIMED_OUT:
+        return "timed_out"
+    if run is RunStatus.CANCELLED:
+        return "cancelled"
+    checks = report["checks"]
+    if checks and all(Evidence.model_validate(c).passed for c in checks):
+        return "passed"
+    return "failed"
+
+
+def _resumable(result: dict[str, Any]) -> bool:
+    return RunStatus(result["status"]) in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def _interrupted(result: dict[str, Any]) -> bool:
+    """A local run cut short by the daemon's own restart (its session can go on)."""
+    return result.get("error") == INTERRUPTED_REASON and bool(result.get("session_id"))
+
+
+# --- one issue --------------------------------------------------------------------------
+
+
+class _Orchestration:
+    """The state an orchestration carries between its steps (rebuilt on replay)."""
+
+    def __init__(self, trigger: dict[str, Any], workflow_id: str) -> None:
+        self.trigger = trigger
+        self.workflow_id = workflow_id
+        self.issue_id: str = trigger["issue_id"]
+        self.identifier: str = trigger.get("issue_identifier") or self.issue_id
+        self.session_id: str | None = trigger.get("session_id")
+        self.settings = services.current().settings
+        self.limits = BudgetLimits.from_settings(self.settings.budget)
+        self.budget = IssueBudget.initial(self.limits)
+        self.progress: Progress | None = None
+        self.notes: list[str] = []
+        self.follow_ups: list[ContextComment] = []
+        self.unavailable: dict[str, str] = {}
+        self.dispatches: dict[str, int] = {}
+        self.stopped_by: str | None = None
+        self.last_progress_update = 0.0
+        self.snapshot: dict[str, Any] = {}
+        self.planning_cost: Total | None = None
+        self.said = 0
+        self.day_warned: set[str] = set()
+
+    def note(self, text: str) -> None:
+        """Add a note to the report (once: a repeated message is not repeated)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # ids for things the orchestration says, stable across replays
+    def say_id(self) -> str:
+        self.said += 1
+        return stable_uuid4(self.workflow_id, "say", str(self.said))
+
+    @property
+    def team_id(self) -> str:
+        return str(self.snapshot["issue"]["team"]["id"])
+
+    def state_id(self, *, type_: str | None = None, name: str | None = None) -> str | None:
+        for state in sorted(self.snapshot.get("states", []), key=lambda s: s["position"]):
+            if (type_ and state["type"] == type_) or (name and state["name"] == name):
+                return str(state["id"])
+        return None
+
+    async def report(self, state: ReportState) -> None:
+        money = await steps.money_step(self.issue_id)
+        model = report_model(
+            self.progress,
+            issue_id=self.issue_id,
+            issue_identifier=self.identifier,
+            state=state,
+            total=Total(**money["issue"]),
+            today=Total(**money["day"]),
+            daily_limit=self.limits.per_day,
+            planning_cost=self.planning_cost,
+            notes=self.notes,
+            stopped_by=self.stopped_by,
+        )
+        data = {
+            "issue_id": model.issue_id,
+            "issue_identifier": model.issue_identifier,
+            "state": model.state,
+            "rows": [{**row.__dict__, "cost": steps.total_json(row.cost)} for row in model.rows],
+            "total": steps.total_json(model.total),
+            "today_spend": steps.total_json(model.today_spend),
+            "daily_limit": str(model.daily_limit) if model.daily_limit is not None else None,
+            "stopped_by": model.stopped_by,
+            "notes": list(model.notes),
+            "planning_cost": steps.total_json(model.planning_cost)
+            if model.planning_cost is not None
+            else None,
+        }
+        await steps.post_report_step(data)
+
+    async def say(self, kind: str, body: str) -> None:
+        await steps.say_step(self.issue_id, self.session_id, kind, body, self.say_id())
+
+
+def _context(o: _Orchestration) -> PlanningContext:
+    issue = o.snapshot["issue"]
+    context = o.trigger.get("context") or {}
+    guidance = context.get("guidance") or []
+    repo = o.trigger.get("_repository") or {}
+    return PlanningContext(
+        issue_id=issue["id"],
+        issue_identifier=issue["identifier"],
+        title=issue["title"],
+        description=issue.get("description"),
+        labels=issue.get("labels", []),
+        project=issue.get("project"),
+        team_key=issue["team"]["key"],
+        comments=[
+            ContextComment(author=c.get("user_id") or "integration", body=c["body"])
+            for c in issue.get("comments", [])
+        ],
+        prompt_context=context.get("prompt_context"),
+        guidance="\n".join(str(g.get("body", "")) for g in guidance) or None,
+        repository_id=repo.get("id"),
+        repository_path=str(repo["path"]) if repo.get("path") else None,
+        base_branch=repo.get("base_branch"),
+        follow_ups=o.follow_ups,
+    )
+
+
+async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
+    """Take queued control messages without waiting; returns a stop if one came."""
+    while True:
+        message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=0)
+        if message is None:
+            return None
+        if message.get("kind") == "stop":
+            return dict(message)
+        if message.get("kind") == "follow_up" and message.get("text"):
+            o.follow_ups.append(
+                ContextComment(author=message.get("actor_name") or "user", body=message["text"])
+            )
+
+
+async def _finish(o: _Orchestration, state: ReportState, message: str | None = None) -> str:
+    if message:
+        o.note(message)
+    await o.report(state)
+    if state == "done":
+        review = o.state_id(name=o.settings.review_state)
+        if review:
+            await steps.move_issue_step(o.issue_id, review)
+    if o.session_id:
+        await _publish_plan(o)  # the session's plan shows where every sub-task ended
+        passed = sum(
+            1 for t in (o.progress.tasks.values() if o.progress else []) if t.status == "passed"
+        )
+        total = len(o.progress.tasks) if o.progress else 0
+        money = await steps.money_step(o.issue_id)
+        body = texts.FINAL_RESPONSE.format(
+            state=state.replace("_", " ").capitalize(),
+            passed=passed,
+            total=total,
+            total_cost=Total(**money["issue"]).format(),
+        )
+        if message:
+            body += "\n\n" + message
+        await o.say("response" if state == "done" else "error", body)
+    await steps.set_state_step(o.issue_id, o.workflow_id, state)
+    return state
+
+
+@DBOS.workflow()
+async def orchestrate_issue(trigger: dict[str, Any]) -> str:
+    """The work on one issue, from acknowledgement to the final report; returns its end state."""
+    workflow_id = str(DBOS.workflow_id)
+    o = _Orchestration(trigger, workflow_id)
+    structlog.contextvars.bind_contextvars(issue=o.identifier)
+    try:
+        return await _orchestrate(o)
+    except Exception as exc:  # every run ends with a terminal update, never "working"
+        log.error("orchestration failed", error=repr(exc))
+        await steps.set_state_step(o.issue_id, workflow_id, "failed", detail=repr(exc)[:500])
+        text = texts.CRASHED.format(error=type(exc).__name__)
+        o.notes.append(text)
+        with contextlib.suppress(Exception):
+            if o.snapshot:
+                await o.report("failed")
+        if o.session_id or not o.snapshot:
+            with contextlib.suppress(Exception):
+                await o.say("error", text)
+        return "failed"
+
+
+async def _orchestrate(o: _Orchestration) -> str:
+    workflow_id = o.workflow_id
+    o.snapshot = await steps.acknowledge_step(o.issue_id, o.session_id, workflow_id)
+    o.identifier = o.snapshot["issue"]["identifier"]
+    started_at = await steps.now_step()
+    deadline = started_at + o.settings.issue_timeout_seconds
+    await steps.set_state_step(o.issue_id, workflow_id, "planning")
+    money = await steps.money_step(o.issue_id)
+    day_spent = Total(**money["day"]).usd
+    if o.limits.per_day is not None and day_spent >= o.limits.per_day:
+        log.warning("daily budget reached: not starting a new issue", spent=str(day_spent))
+        text = texts.DAY_BLOCKED_NEW_ISSUE.format(
+            spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
+        )
+        return await _finish(o, "over_budget", text)
+    if not o.session_id:
+        await o.report("planning")
+
+    # Route to a repository; without one, ask and wait for a reply naming it.
+    issue = o.snapshot["issue"]
+    route = route_repository(
+        o.settings.repositories,
+        description=issue.get("description"),
+        labels=issue.get("labels", []),
+        team_key=issue["team"]["key"],
+    )
+    if route.repository is None and o.settings.repositories:
+        choices = ", ".join(f"`{r.id}`" for r in o.settings.repositories)
+        await o.say("elicitation", texts.NO_REPOSITORY.format(reason=route.reason, choices=choices))
+        await steps.set_state_step(o.issue_id, workflow_id, "waiting")
+        reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+        if reply is None or reply.get("kind") == "stop":
+            if reply is not None:
+                o.stopped_by = reply.get("actor_name") or "a user"
+                return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+            return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
+        route = route_repository(o.settings.repositories, description=reply.get("text"))
+        if route.repository is None:
+            return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
+    if route.repository is not None:
+        o.trigger["_repository"] = route.repository.model_dump(mode="json")
+
+    stop = await _drain_messages(o)
+    if stop is not None:
+        o.stopped_by = stop.get("actor_name") or "a user"
+        return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+
+    # Plan (the planner re-asks once on an invalid plan; a second failure ends here).
+    planned = await steps.plan_step(
+        _context(o).model_dump(mode="json"), workflow_id, o.issue_id, o.identifier, 0
+    )
+    if "error" in planned:
+        template = texts.PLANNER_UNAVAILABLE if planned.get("unavailable") else texts.PLAN_FAILED
+        key = "reason" if planned.get("unavailable") else "problems"
+        return await _finish(o, "failed", template.format(**{key: planned["error"]}))
+    plan = Plan.model_validate(planned["plan"])
+    o.planning_cost = Total.of(planned.get("cost_usd"))
+    await _warn_day_once(o)
+    o.progress = Progress.start(plan)
+    await _create_subissues(o, plan.subtasks)
+    await _publish_plan(o)
+    await steps.set_state_step(
+        o.issue_id, workflow_id, "working", subtasks_total=len(o.progress.tasks)
+    )
+    await o.report("working")
+    return await _execute(o, deadline)
+
+
+async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
+    assert o.progress is not None
+    unstarted = o.state_id(type_="unstarted")
+    for subtask in subtasks:
+        ref = await steps.create_subissue_step(
+            o.issue_id, o.team_id, unstarted, subtask.model_dump(mode="json")
+        )
+        record = o.progress.tasks[subtask.key]
+        record.sub_issue_id, record.identifier, record.url = (
+            ref["id"],
+            ref["identifier"],
+            ref["url"],
+        )
+
+
+async def _publish_plan(o: _Orchestration) -> None:
+    if not o.session_id or o.progress is None:
+        return
+    status_map = {"pending": "pending", "running": "inProgress", "passed": "completed"}
+    plan_steps = [
+        {
+            "content": f"{t.identifier or t.key}: {t.title}",
+            "status": status_map.get(t.status, "canceled"),
+        }
+        for t in o.progress.tasks.values()
+    ]
+    await steps.publish_session_plan_step(o.session_id, plan_steps)
+
+
+def _available(o: _Orchestration) -> list[str]:
+    names = list(LOCAL_EXECUTORS)
+    if o.settings.codegen.org_id is not None and o.settings.codegen.api_token is not None:
+        names.append("codegen")
+    return [n for n in names if n not in o.unavailable]
+
+
+async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
+    """Start ``subtask`` on its executor; returns why not when the budget forbids it."""
+    assert o.progress is not None
+    money = await steps.money_step(o.issue_id)
+    issue_spent = Total(**money["issue"]).usd
+    decision = decide_dispatch(
+        o.limits,
+        issue_spent=issue_spent,
+        day_spent=Total(**money["day"]).usd,
+        issue_running=len(o.progress.running()),
+        # this issue's children may not have marked themselves running yet
+        day_running=max(int(money["day_running"]), len(o.progress.running())),
+        issue_budget=o.budget,
+    )
+    if not decision.may_dispatch:
+        return decision.reason or "budget reached"
+    remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
+    choice = choose_executor(
+        o.settings.strategy,
+        subtask,
+        available=_available(o),
+        remaining_budget_usd=remaining,
+        estimates=estimates_for(o.settings),
+        fallback_to_local=o.settings.fallback_to_local,
+        unavailable_reasons=o.unavailable,
+    )
+    record = o.progress.tasks[subtask.key]
+    if choice.executor is None:
+        record.status, record.note = "failed", choice.reason
+        return None
+    if choice.fell_back:
+        record.note = choice.reason
+    n = o.dispatches.get(subtask.key, 0) + 1
+    o.dispatches[subtask.key] = n
+    child_id = f"{o.workflow_id}-{subtask.key}-{n}"
+    repo = o.trigger.get("_repository") or {}
+    role_prompt = await steps.role_prompt_step(subtask.role)
+    task = Task(
+        issue_id=o.issue_id,
+        issue_identifier=o.identifier,
+        key=subtask.key,
+        title=subtask.title,
+        description=subtask.description,
+        role=subtask.role,
+        verification=subtask.verification_commands(),
+        repository_id=repo.get("id"),
+        repository_path=str(repo["path"]) if repo.get("path") else None,
+        codegen_repo_id=repo.get("codegen_repo_id"),
+        base_branch=repo.get("base_branch") or "main",
+        # Only local branches can be merged into a local worktree: a cloud dependency's
+        # work lives in its pull request on the remote.
+        merge_branches=[
+            branch
+            for dep in subtask.depends_on
+            if o.progress.tasks[dep].executor in LOCAL_EXECUTORS
+            and (branch := o.progress.tasks[dep].branch) is not None
+        ],
+        role_prompt=role_prompt,
+        limits=TaskLimits(
+            wall_clock_seconds=o.settings.claude.timeout_seconds,
+            max_turns=o.settings.claude.max_turns,
+            max_usd=float(o.limits.per_task) if o.limits.per_task is not None else None,
+        ),
+        attempt=n,
+    )
+    spec = {
+        "parent": o.workflow_id,
+        "key": subtask.key,
+        "executor": choice.executor,
+        "issue_id": o.issue_id,
+        "issue_identifier": o.identifier,
+        "session_id": o.session_id,
+        "sub_issue_id": record.sub_issue_id,
+        "started_state_id": o.state_id(type_="started"),
+        "done_state_id": o.state_id(type_="completed"),
+        "task": task.model_dump(mode="json"),
+        "max_iterations": o.settings.max_iterations,
+        "issue_limit": str(o.budget.limit) if o.budget.limit is not None else None,
+        "note": record.note,
+    }
+    queue_name = CLOUD_QUEUE if choice.executor == "codegen" else LOCAL_QUEUE
+    queue = await DBOS.retrieve_queue_async(queue_name)
+    assert queue is not None, f"queue {queue_name} not registered"
+    with SetWorkflowID(child_id):
+        await queue.enqueue_async(run_subtask, spec)
+    record.status, record.executor, record.workflow_id = "running", choice.executor, child_id
+    return None
+
+
+def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> None:
+    assert o.progress is not None
+    record = o.progress.tasks.get(message["key"])
+    if record is None or record.status != "running":
+        return  # a late message from a run this orchestration already gave up on
+    if message["status"] == "unavailable":
+        executor = record.executor or "codegen"
+        o.unavailable[executor] = message["reason"]
+        record.status, record.note = "pending", f"{executor} unavailable: {message['reason']}"
+        return
+    cost = message["cost"]
+    record.status = message["status"]
+    record.iterations = message["iterations"]
+    record.cost_micros, record.priced_parts, record.unpriced_parts = (
+        cost["micros"],
+        cost["priced"],
+        cost["unpriced"],
+    )
+    record.duration_seconds = message["duration_seconds"]
+    record.pr_url, record.branch = message.get("pr_url"), message.get("branch")
+    record.verification = message["verification"]
+    if message.get("note"):
+        record.note = message["note"]
+
+
+async def _stop_children(o: _Orchestration, status: str) -> None:
+    """Cancel every running sub-task: its process killed (local) or its run abandoned
+    and recorded (Codegen), its workflow cancelled; pending sub-tasks take ``status``."""
+    assert o.progress is not None
+    for record in o.progress.running():
+        child = record.workflow_id
+        assert child is not None and record.executor is not None
+        found = await DBOS.get_workflow_status_async(child)
+        started = found is not None and found.status == "PENDING"
+        # A child that has begun may be spawning its run right now: wait for its handle
+        # (published right after the spawn) so the run is stopped, not orphaned.
+        handle = await DBOS.get_event_async(
+            child, "handle", timeout_seconds=HANDLE_WAIT_SECONDS if started else 0
+        )
+        await DBOS.cancel_workflow_async(child)
+        if handle:
+            await steps.cancel_run_step(record.executor, handle)
+        await steps.track_subtask_step(o.issue_id, record.key, child, status, record.executor)
+        record.status = status  # type: ignore[assignment]
+        if record.executor == "codegen":
+            record.note = _join(record.note, "remote run abandoned (recorded)")
+    for record in o.progress.tasks.values():
+        if record.status == "pending":
+            record.status = status  # type: ignore[assignment]
+
+
+@DBOS.workflow()
+async def warn_day_budget(issue_id: str, day: str, text: str) -> None:
+    """Say that today's spend reached the warning ratio: one log line and one comment.
+
+    Started with the id ``budget-day-warning-<day>`` by every orchestration that sees the
+    threshold crossed; DBOS runs a workflow id once, so the day is warned about once,
+    across issues and restarts.
+    """
+    log.warning("daily budget warning", day=day, message=text)
+    await steps.comment_step(issue_id, stable_uuid4("budget-day-warning", day), text)
+
+
+async def _warn_day_once(o: _Orchestration) -> None:
+    """Warn (once per day, whichever issue gets there first) when today's spend reaches
+    the warning ratio of the daily limit."""
+    if o.limits.per_day is None:
+        return
+    money = await steps.money_step(o.issue_id)
+    day, spent = str(money["today"]), Total(**money["day"]).usd
+    if day in o.day_warned:
+        return
+    if threshold_of(spent, o.limits.per_day, o.limits.warn_ratio) < Threshold.WARNING:
+        return
+    o.day_warned.add(day)
+    text = DAY_WARNING_TEXT.format(
+        spent=format_usd(spent),
+        limit=format_usd(o.limits.per_day),
+        percent=int(spent * 100 / o.limits.per_day),
+    )
+    with SetWorkflowID(DAY_WARNING_WORKFLOW.format(day=day)):
+        await DBOS.start_workflow_async(warn_day_budget, o.issue_id, day, text)
+
+
+async def _follow_up(
+    o: _Orchestration, message: dict[str, Any], budget_reason: str | None
+) -> str | None:
+    """Handle a follow-up during execution; returns the budget block that remains."""
+    assert o.progress is not None
+    text = message.get("text") or ""
+    author = message.get("actor_name") or "a user"
+    if budget_reason and is_continue_reply(text):
+        if o.budget.raised or o.budget.limit is None:
+            o.notes.append(texts.BUDGET_ALREADY_RAISED.format(author=author))
+            return budget_reason  # raised once already: the issue ends over budget
+        o.budget = o.budget.continue_once(o.limits)
+        blocked = texts.BUDGET_BLOCKED.format(reason=budget_reason)
+        o.notes = [n for n in o.notes if n != blocked]
+        limit = format_usd(o.budget.limit) if o.budget.limit is not None else "none"
+        o.notes.append(texts.BUDGET_RAISED.format(author=author, limit=limit))
+        return None
+    o.follow_ups.append(ContextComment(author=author, body=text))
+    if budget_reason:  # planning again would spend money the budget does not allow
+        o.notes.append(texts.FOLLOW_UP_WHILE_BLOCKED.format(author=author))
+        return budget_reason
+    round_ = len(o.follow_ups)
+    planned = await steps.plan_step(
+        _context(o).model_dump(mode="json"), o.workflow_id, o.issue_id, o.identifier, round_
+    )
+    if "error" in planned:
+        o.notes.append(f"Follow-up from {author} could not be planned: {planned['error']}")
+        return budget_reason
+    new_plan = Plan.model_validate(planned["plan"])
+    known = set(o.progress.tasks)
+    fresh = [s for s in new_plan.subtasks if s.key not in known]
+    keys = known | {s.key for s in fresh}
+    fresh = [
+        s.model_copy(update={"depends_on": [d for d in s.depends_on if d in keys]}) for s in fresh
+    ]
+    fresh = fresh[: max(0, o.settings.max_subtasks * 2 - len(known))]  # bounded fan-out
+    added = o.progress.add(fresh)
+    if added:
+        await _create_subissues(o, added)
+        o.notes.append(
+            texts.FOLLOW_UP_ADDED.format(
+                author=author, count=len(added), keys=", ".join(f"`{s.key}`" for s in added)
+            )
+        )
+        await _publish_plan(o)
+    else:
+        o.notes.append(texts.FOLLOW_UP_NOTED.format(author=author))
+    return budget_reason
+
+
+async def _show_progress(o: _Orchestration) -> None:
+    """Update the report and the session plan after a sub-task ended, sparingly.
+
+    Each sub-issue already carries its own result, so the parent's report is edited when a
+    wave of parallel work has ended (nothing left running) or when the last edit is older
+    than ``PROGRESS_UPDATE_SECONDS``; the final report follows the last sub-task anyway.
+    This is what keeps a five-sub-issue issue within its Linear request budget.
+    """
+    assert o.progress is not None
+    if o.progress.finished():
+        return
+    now = await steps.now_step()
+    if o.progress.running() and now - o.last_progress_update < PROGRESS_UPDATE_SECONDS:
+        return
+    o.last_progress_update = now
+    await o.report("working")
+    await _publish_plan(o)
+
+
+async def _execute(o: _Orchestration, deadline: float) -> str:
+    assert o.progress is not None
+    budget_reason: str | None = None
+    asked_budget = False
+    while True:
+        for subtask, reason in blocked(o.progress):
+            record = o.progress.tasks[subtask.key]
+            record.status, record.note = "skipped", reason
+        if budget_reason is None:
+            for subtask in ready(o.progress):
+                if len(o.progress.running()) >= o.settings.max_parallel:
+                    break
+                budget_reason = await _dispatch(o, subtask)
+                if budget_reason is not None:
+                    break
+        if o.progress.finished():
+            break
+        if budget_reason == DAILY_BUDGET_REACHED and not o.progress.running():
+            for record in o.progress.tasks.values():
+                if record.status == "pending":
+                    record.status, record.note = "over_budget", DAILY_BUDGET_REACHED
+            return await _finish(o, "over_budget", texts.DAY_BLOCKED)
+        if budget_reason is not None and not o.progress.running():
+            if asked_budget:
+                for record in o.progress.tasks.values():
+                    if record.status == "pending":
+                        record.status = "over_budget"
+                return await _finish(
+                    o, "over_budget", texts.BUDGET_BLOCKED.format(reason=budget_reason)
+                )
+            asked_budget = True
+            o.note(texts.BUDGET_BLOCKED.format(reason=budget_reason))
+            await o.report("over_budget")
+            await o.say("elicitation", texts.BUDGET_ELICITATION.format(reason=budget_reason))
+            message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=BUDGET_WAIT_SECONDS)
+        else:
+            now = await steps.now_step()
+            if now >= deadline:
+                await _stop_children(o, "timed_out")
+                limit = f"{o.settings.issue_timeout_seconds:.0f}s"
+                return await _finish(o, "timed_out", texts.TIMED_OUT.format(limit=limit))
+            message = await DBOS.recv_async(
+                CONTROL_TOPIC, timeout_seconds=min(POLL_SECONDS, max(1.0, deadline - now))
+            )
+        if message is None:
+            continue
+        if message.get("type") == "subtask_done":
+            _apply_outcome(o, message)
+            await _show_progress(o)
+            await _warn_day_once(o)
+        elif message.get("kind") == "stop":
+            o.stopped_by = message.get("actor_name") or "a user"
+            await _stop_children(o, "cancelled")
+            return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+        elif message.get("kind") == "follow_up":
+            was_blocked = budget_reason is not None
+            budget_reason = await _follow_up(o, message, budget_reason)
+            if budget_reason is None or not is_continue_reply(message.get("text") or ""):
+                asked_budget = False  # ask again rather than end on an unrelated reply
+            elif was_blocked:
+                asked_budget = True
+    state = overall_state(o.progress)
+    failed = [t for t in o.progress.tasks.values() if t.status == "failed"]
+    message_text = None
+    if failed:
+        names = ", ".join(t.identifier or t.key for t in failed)
+        message_text = texts.ASK_HUMAN.format(failed=len(failed), names=names)
+    return await _finish(o, state, message_text)

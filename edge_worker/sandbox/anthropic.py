@@ -1,0 +1,288 @@
+"""A stand-in for Anthropic's Messages API (``POST /v1/messages``), for tests and the demo.
+
+Contract:
+- Checks each request the way the real API would reject it: ``x-api-key`` (401
+  ``authentication_error``), ``anthropic-version`` and the body's shape (``model``,
+  ``max_tokens``, ``messages`` alternating from ``user``, ``tools`` with ``input_schema``,
+  ``tool_choice`` naming a declared tool, every ``tool_result`` answering a ``tool_use`` of
+  the previous assistant turn) (400 ``invalid_request_error`` naming the problem).
+- Answers from a queue of scripted answers, in order: :class:`ToolAnswer` (a ``tool_use``
+  block calling the forced tool with any input, valid or not), :class:`TextAnswer` (the
+  model ignored the tool) or :class:`ErrorAnswer` (429, 500, 529... with ``retry-after``).
+  When the queue is empty it repeats ``default`` if one is set, else answers 400 so the
+  test fails loudly instead of retrying.
+- Every request is recorded (headers, body, what was answered) in ``requests``.
+- Usage is reported as ``input_tokens``, ``output_tokens``, ``cache_read_input_tokens`` and
+  ``cache_creation_input_tokens``, scripted per answer or :data:`DEFAULT_USAGE`.
+
+``with serve_anthropic(stand_in) as base_url:`` runs it on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from edge_worker.sandbox.server import serve_in_thread
+
+API_VERSION = "2023-06-01"
+DEFAULT_USAGE: dict[str, int] = {
+    "input_tokens": 2_400,
+    "output_tokens": 900,
+    "cache_read_input_tokens": 1_200,
+    "cache_creation_input_tokens": 0,
+}
+
+
+@dataclass
+class ToolAnswer:
+    """Call the request's forced tool (or ``submit_plan``) with ``input``."""
+
+    input: object
+    usage: dict[str, int] | None = None
+    stop_reason: str = "tool_use"
+
+
+@dataclass
+class TextAnswer:
+    """Answer with text only, as a model that ignored the tool would."""
+
+    text: str
+    usage: dict[str, int] | None = None
+    stop_reason: str = "end_turn"
+
+
+@dataclass
+class ErrorAnswer:
+    """An API error: 429 ``rate_limit_error``, 529 ``overloaded_error``, 500 ``api_error``."""
+
+    status: int
+    error_type: str | None = None
+    message: str = "scripted error"
+    retry_after: str | None = None
+
+
+Answer = ToolAnswer | TextAnswer | ErrorAnswer
+
+_CHOICE_TYPES = frozenset({"auto", "any", "tool", "none"})
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class RecordedRequest:
+    """One request as received, and the status it was answered with."""
+
+    headers: dict[str, str]
+    body: Any
+    status: int
+    problem: str | None = None
+
+
+@dataclass
+class AnthropicStandIn:
+    """The stand-in's state: the key it accepts, scripted answers, recorded requests."""
+
+    api_key: str = "sk-ant-test"
+    default: Answer | None = None
+    answers: deque[Answer] = field(default_factory=deque)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _counter: int = 0
+
+    def script(self, *answers: Answer) -> AnthropicStandIn:
+        """Queue ``answers`` after those already queued."""
+        with self._lock:
+            self.answers.extend(answers)
+        return self
+
+    def script_plans(self, plans: Iterable[object]) -> AnthropicStandIn:
+        """Queue one :class:`ToolAnswer` per plan."""
+        return self.script(*(ToolAnswer(plan) for plan in plans))
+
+    @property
+    def successful_requests(self) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.status == 200]
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
+
+    async def _messages(self, request: Request) -> JSONResponse:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode(errors="replace")
+        if headers.get("x-api-key") != self.api_key:
+            return self._refuse(headers, body, 401, "invalid x-api-key")
+        if headers.get("anthropic-version") != API_VERSION:
+            return self._refuse(
+                headers, body, 400, f"anthropic-version must be {API_VERSION!r} for this stand-in"
+            )
+        problem = request_problem(body)
+        if problem:
+            return self._refuse(headers, body, 400, problem)
+        with self._lock:
+            answer = self.answers.popleft() if self.answers else self.default
+            self._counter += 1
+            number = self._counter
+        if answer is None:
+            return self._refuse(headers, body, 400, "anthropic stand-in: no scripted answer left")
+        if isinstance(answer, ErrorAnswer):
+            extra = {"retry-after": answer.retry_after} if answer.retry_after is not None else {}
+            return self._refuse(
+                headers,
+                body,
+                answer.status,
+                answer.message,
+                error_type=answer.error_type,
+                extra_headers=extra,
+            )
+        self._record(headers, body, 200)
+        return JSONResponse(self._message(answer, body, number))
+
+    def _message(self, answer: ToolAnswer | TextAnswer, body: Any, number: int) -> dict[str, Any]:
+        if isinstance(answer, ToolAnswer):
+            choice = body.get("tool_choice") or {}
+            tool = choice.get("name") or "submit_plan"
+            content: list[dict[str, Any]] = [
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_standin_{number:04d}",
+                    "name": tool,
+                    "input": answer.input,
+                }
+            ]
+        else:
+            content = [{"type": "text", "text": answer.text}]
+        return {
+            "id": f"msg_standin_{number:04d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": answer.stop_reason,
+            "stop_sequence": None,
+            "usage": dict(answer.usage or DEFAULT_USAGE),
+        }
+
+    def _refuse(
+        self,
+        headers: dict[str, str],
+        body: Any,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        self._record(headers, body, status, message)
+        kind = error_type or _ERROR_TYPES.get(status, "api_error")
+        payload = {"type": "error", "error": {"type": kind, "message": message}}
+        return JSONResponse(payload, status_code=status, headers=extra_headers)
+
+    def _record(
+        self, headers: dict[str, str], body: Any, status: int, problem: str | None = None
+    ) -> None:
+        with self._lock:
+            self.requests.append(RecordedRequest(headers, body, status, problem))
+
+
+def request_problem(body: Any) -> str | None:
+    """What the real API would reject in ``body``, or ``None`` when it is well formed."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "model: field required (a string)"
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return "max_tokens: field required (a positive integer)"
+    if "system" in body and not isinstance(body["system"], str | list):
+        return "system: must be a string or a list of text blocks"
+    tools = body.get("tools", [])
+    if not isinstance(tools, list):
+        return "tools: must be a list"
+    names = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            return f"tools.{index}.name: field required"
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools.{index}.input_schema: must be a JSON schema of type object"
+        names.append(tool["name"])
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not isinstance(choice, dict) or choice.get("type") not in _CHOICE_TYPES:
+            return "tool_choice.type: must be one of auto, any, tool, none"
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            return f"tool_choice.name: {choice.get('name')!r} is not one of the declared tools"
+    return _messages_problem(body.get("messages"))
+
+
+def _messages_problem(messages: Any) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    previous_tool_uses: set[str] = set()
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in {"user", "assistant"}:
+            return f"messages.{index}.role: must be user or assistant"
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            return f"messages.{index}.role: roles must alternate, starting with user"
+        content = message.get("content")
+        if isinstance(content, str):
+            if not content:
+                return f"messages.{index}.content: must not be empty"
+            blocks: list[Any] = []
+        elif isinstance(content, list) and content:
+            blocks = content
+        else:
+            return f"messages.{index}.content: a non-empty string or list of blocks"
+        tool_uses: set[str] = set()
+        for block_index, block in enumerate(blocks):
+            where = f"messages.{index}.content.{block_index}"
+            if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+                return f"{where}.type: field required"
+            if block["type"] == "tool_use":
+                if message["role"] != "assistant":
+                    return f"{where}: tool_use blocks belong to assistant messages"
+                tool_uses.add(str(block.get("id")))
+            if block["type"] == "tool_result" and block.get("tool_use_id") not in (
+                previous_tool_uses
+            ):
+                return (
+                    f"{where}.tool_use_id: no tool_use with id {block.get('tool_use_id')!r} in "
+                    "the previous assistant message"
+                )
+        previous_tool_uses = tool_uses
+    if messages[-1]["role"] != "user":
+        return "messages: the last message must be from the user"
+    return None
+
+
+@contextmanager
+def serve_anthropic(stand_in: AnthropicStandIn) -> Iterator[str]:
+    """Serve ``stand_in`` on loopback; yields its base URL (``http://127.0.0.1:<port>``)."""
+    with serve_in_thread(stand_in.app) as base_url:
+        yield base_url

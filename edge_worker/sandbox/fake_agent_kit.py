@@ -1,0 +1,219 @@
+"""What the fake agent CLIs (``fake_claude.py``, ``fake_codex.py``) share. Standard library
+only: the fakes run as real executables, under any Python 3.11+.
+
+Scenario (``FAKE_AGENT_SCENARIO``: a path to a JSON file, or inline JSON)::
+
+    {"session_id": "optional fixed id", "model": "claude-sonnet-4-5",
+     "runs": [{...}, {...}]}
+
+``runs[i]`` scripts the i-th invocation in the same worktree (the first run, then each
+resume); the last entry repeats. A run may say:
+
+- ``text``: the final agent message; ``edits``: ``[{"path", "content", "append"}]``
+  applied in the working directory; ``commit`` (default: true when there are edits) and
+  ``commit_message``.
+- ``turns`` and ``cost_per_turn`` (Claude): the cost grows turn by turn; the CLI's
+  ``--max-turns`` and ``--max-budget-usd`` are honoured as the real one does (stop with
+  ``error_max_turns`` / ``error_max_budget_usd``). ``cost_usd`` sets the total instead.
+- ``usage``: token counts to report; ``outcome``: ``success`` or an error kind;
+  ``errors``: messages for an error outcome.
+- ``behaviour``: ``normal``, ``hang`` (stop printing, wait forever), ``hang_ignore_term``
+  (the same, ignoring SIGTERM), ``crash`` (print half a line, then die with ``exit_code``);
+  ``grandchild``: also start a child process that ignores SIGTERM and holds stdout.
+- ``junk``: lines that are not JSON, printed along the way; ``stderr``: text for stderr.
+- ``dump_env``: a path where the process writes its environment as JSON.
+- ``delay_seconds``: a pause between lines.
+
+State across invocations (calls, sessions) is kept in ``FAKE_AGENT_STATE`` (a directory), or
+in ``FAKE_AGENT_STATE_ROOT/<working directory's name>/`` (one directory per worktree that
+outlives the worktree, so a test can count calls after a success removed it), or else in
+the working directory's private git dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SCENARIO_ENV = "FAKE_AGENT_SCENARIO"
+STATE_ENV = "FAKE_AGENT_STATE"
+STATE_ROOT_ENV = "FAKE_AGENT_STATE_ROOT"
+
+
+def load_scenario(cwd: Path | None = None) -> dict[str, Any]:
+    """The scenario from the environment, or an empty (all defaults) one.
+
+    A scenario with ``tasks`` (``{"<sub-task key>": {scenario}}``) scripts each sub-task
+    on its own: the one whose key ends the working directory's name (worktrees are named
+    ``<ISSUE>-<key>``) applies, the longest key winning.
+    """
+    raw = os.environ.get(SCENARIO_ENV, "").strip()
+    if not raw:
+        return {}
+    text = raw if raw.startswith("{") else Path(raw).read_text(encoding="utf-8")
+    scenario = json.loads(text)
+    if not isinstance(scenario, dict):
+        raise SystemExit(f"{SCENARIO_ENV} must be a JSON object")
+    tasks = scenario.get("tasks")
+    if isinstance(tasks, dict) and cwd is not None:
+        for key in sorted(tasks, key=len, reverse=True):
+            if cwd.name.endswith(key):
+                chosen = tasks[key]
+                return chosen if isinstance(chosen, dict) else {}
+        return {}
+    return scenario
+
+
+def run_for(scenario: dict[str, Any], index: int) -> dict[str, Any]:
+    """The script of the ``index``-th invocation (the last one repeats)."""
+    runs = scenario.get("runs") or [{}]
+    run = runs[min(index, len(runs) - 1)]
+    return run if isinstance(run, dict) else {}
+
+
+def state_path(cwd: Path, name: str) -> Path:
+    """Where this fake keeps its state for the worktree at ``cwd``."""
+    configured = os.environ.get(STATE_ENV)
+    root = os.environ.get(STATE_ROOT_ENV)
+    if configured:
+        directory = Path(configured)
+    elif root:
+        directory = Path(root) / cwd.name
+    else:
+        found = subprocess.run(
+            ["git", "rev-parse", "--absolute-git-dir"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        directory = Path(found.stdout.strip()) if found.returncode == 0 else cwd
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / name
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    if path.is_file():
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(state, dict):
+            return state
+    return {"calls": [], "sessions": {}}
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    temporary.replace(path)
+
+
+def emit(event: dict[str, Any], delay: float = 0.0) -> None:
+    """Print one JSON line and flush it (as the real CLIs do)."""
+    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    if delay:
+        time.sleep(delay)
+
+
+def print_junk(run: dict[str, Any]) -> None:
+    for line in run.get("junk") or []:
+        sys.stdout.write(str(line) + "\n")
+    sys.stdout.flush()
+
+
+def apply_edits(cwd: Path, run: dict[str, Any]) -> list[Path]:
+    """Write the run's edits under ``cwd``; return the absolute paths written."""
+    written = []
+    for edit in run.get("edits") or []:
+        target = (cwd / str(edit["path"])).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mode = "a" if edit.get("append") else "w"
+        with target.open(mode, encoding="utf-8") as handle:
+            handle.write(str(edit.get("content", "")))
+        written.append(target)
+    return written
+
+
+def commit(cwd: Path, run: dict[str, Any]) -> None:
+    if not run.get("commit", bool(run.get("edits"))):
+        return
+    message = str(run.get("commit_message") or "fake agent: apply scripted edits")
+    subprocess.run(["git", "add", "-A"], cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=Fake Agent",
+            "-c",
+            "user.email=fake-agent@localhost",
+            "commit",
+            "--allow-empty",
+            "-q",
+            "-m",
+            message,
+        ],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def dump_env(run: dict[str, Any]) -> None:
+    target = run.get("dump_env")
+    if target:
+        Path(str(target)).write_text(json.dumps(dict(os.environ), indent=1), encoding="utf-8")
+
+
+def start_grandchild(run: dict[str, Any]) -> int | None:
+    """A child that ignores SIGTERM and inherits stdout, like a stray dev server would."""
+    if not run.get("grandchild"):
+        return None
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(3600)\n"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    return child.pid
+
+
+def ignore_sigterm_if_scripted(run: dict[str, Any]) -> None:
+    """From the very start, as a CLI that traps SIGTERM and carries on would."""
+    if run.get("behaviour") == "hang_ignore_term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def misbehave(run: dict[str, Any]) -> None:
+    """Hang or crash when the scenario says so (returns only for ``normal``)."""
+    behaviour = run.get("behaviour", "normal")
+    if behaviour in ("hang", "hang_ignore_term"):
+        while True:
+            time.sleep(3600)
+    if behaviour == "crash":
+        sys.stdout.write('{"type":"assistant","message":{"content":[{"type":"te')
+        sys.stdout.flush()
+        sys.stderr.write("fatal: the fake agent crashed mid-stream (scripted)\n")
+        sys.stderr.flush()
+        os._exit(int(run.get("exit_code", 3)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def record_call(
+    state: dict[str, Any], argv: list[str], prompt: str | None, resume: str | None, session: str
+) -> None:
+    state["calls"].append(
+        {
+            "argv": argv,
+            "prompt": prompt,
+            "resume": resume,
+            "session_id": session,
+            "cwd": os.getcwd(),
+            "pid": os.getpid(),
+            "pgid": os.getpgid(0),
+        }
+    )

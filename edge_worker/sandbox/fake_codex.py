@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""A stand-in for the ``codex`` CLI's non-interactive ``exec`` mode.
+
+Accepts ``codex exec [--json] [--sandbox MODE] [-C DIR] [--model M]
+[--skip-git-repo-check] [PROMPT]`` and ``codex exec [options] resume <THREAD_ID> [PROMPT]``
+(exec's options before its ``resume`` subcommand), rejects unknown options, and with
+``--json`` prints the documented JSONL events: ``thread.started{thread_id}``,
+``turn.started``, ``item.started`` / ``item.completed`` (``command_execution``,
+``file_change``, ``reasoning``, ``agent_message``), then ``turn.completed{usage}``, or
+``error{message}`` and ``turn.failed{error{message}}`` (exit code 1). Scripted by
+``FAKE_AGENT_SCENARIO``: see :mod:`edge_worker.sandbox.fake_agent_kit`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Runs as a script: make the package importable without installing it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from edge_worker.sandbox import fake_agent_kit as kit
+
+SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
+_VALUED = {"--sandbox": "sandbox", "-s": "sandbox", "-C": "cd", "--cd": "cd"}
+_VALUED |= {"--model": "model", "-m": "model"}
+_FLAGS = {"--json": "json", "--skip-git-repo-check": "skip_git_repo_check"}
+
+
+def usage_error(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n\nUsage: codex exec [OPTIONS] [PROMPT] [COMMAND]\n")
+    return 2
+
+
+def parse(argv: list[str]) -> dict[str, Any] | int:
+    """Options, ``resume`` and ``prompt`` from ``argv``; an exit code on a usage error."""
+    if not argv or argv[0] != "exec":
+        return usage_error("this stand-in only implements `codex exec`")
+    options: dict[str, Any] = {"json": False, "resume": None, "prompt": None}
+    rest = argv[1:]
+    index = 0
+    while index < len(rest):
+        token = rest[index]
+        if token in _VALUED:
+            if index + 1 >= len(rest):
+                return usage_error(f"a value is required for '{token}'")
+            options[_VALUED[token]] = rest[index + 1]
+            index += 2
+        elif token in _FLAGS:
+            options[_FLAGS[token]] = True
+            index += 1
+        elif token.startswith("-"):
+            return usage_error(f"unexpected argument '{token}' found")
+        elif token == "resume" and options["prompt"] is None:
+            if index + 1 >= len(rest):
+                return usage_error("resume needs a SESSION_ID (or --last)")
+            options["resume"] = rest[index + 1]
+            index += 2
+        elif options["prompt"] is None:
+            options["prompt"] = token
+            index += 1
+        else:
+            return usage_error(f"unexpected argument '{token}' found")
+    if options.get("sandbox") not in (None, *SANDBOX_MODES):
+        return usage_error(f"invalid value '{options['sandbox']}' for '--sandbox <SANDBOX_MODE>'")
+    if not options["prompt"]:
+        return usage_error("no prompt provided")
+    return options
+
+
+def main(argv: list[str]) -> int:
+    options = parse(argv)
+    if isinstance(options, int):
+        return options
+    if options.get("cd"):
+        os.chdir(options["cd"])
+    cwd = Path.cwd()
+    scenario = kit.load_scenario(cwd)
+    state_file = kit.state_path(cwd, "fake-codex-state.json")
+    state = kit.load_state(state_file)
+    resume = options["resume"]
+    if resume is not None and resume not in state["sessions"]:
+        sys.stderr.write(f"Error: no rollout found for thread id {resume}\n")
+        return 1
+    run = kit.run_for(scenario, len(state["calls"]))
+    kit.ignore_sigterm_if_scripted(run)
+    thread_id = resume or str(scenario.get("session_id") or kit.new_id())
+    kit.record_call(state, ["codex", *argv], options["prompt"], resume, thread_id)
+    state["sessions"].setdefault(thread_id, {"invocations": 0})
+    state["sessions"][thread_id]["invocations"] += 1
+    state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)
+    kit.save_state(state_file, state)
+    kit.dump_env(run)
+
+    if run.get("stderr"):
+        sys.stderr.write(str(run["stderr"]) + "\n")
+        sys.stderr.flush()
+    if not options["json"]:
+        sys.stdout.write("[fake codex] human-readable output; pass --json for events\n")
+    delay = float(run.get("delay_seconds", 0.0))
+    kit.print_junk(run)
+    kit.emit({"type": "thread.started", "thread_id": thread_id}, delay)
+    kit.emit({"type": "turn.started"}, delay)
+    return work(run, cwd, delay)
+
+
+def work(run: dict[str, Any], cwd: Path, delay: float) -> int:
+    items = iter(range(1000))
+    kit.emit(
+        {
+            "type": "item.completed",
+            "item": {"id": f"item_{next(items)}", "type": "reasoning", "text": "**Planning**"},
+        },
+        delay,
+    )
+    written = kit.apply_edits(cwd, run)
+    kit.misbehave(run)
+    for path in written:
+        command = f"bash -lc 'cat > {path.name}'"
+        item_id = f"item_{next(items)}"
+        started = {"id": item_id, "type": "command_execution", "command": command}
+        kit.emit(
+            {
+                "type": "item.started",
+                "item": {
+                    **started,
+                    "aggregated_output": "",
+                    "exit_code": None,
+                    "status": "in_progress",
+                },
+            },
+            delay,
+        )
+        kit.emit(
+            {
+                "type": "item.completed",
+                "item": {**started, "aggregated_output": "", "exit_code": 0, "status": "completed"},
+            },
+            delay,
+        )
+    if written:
+        changes = [{"path": str(path), "kind": "add"} for path in written]
+        kit.emit(
+            {
+                "type": "item.completed",
+                "item": {
+                    "id": f"item_{next(items)}",
+                    "type": "file_change",
+                    "changes": changes,
+                    "status": "completed",
+                },
+            },
+            delay,
+        )
+    kit.print_junk(run)
+    outcome = str(run.get("outcome", "success"))
+    if outcome != "success":
+        message = "; ".join(str(e) for e in run.get("errors") or ["scripted failure"])
+        kit.emit({"type": "error", "message": message}, delay)
+        if outcome == "turn_failed":
+            kit.emit({"type": "turn.failed", "error": {"message": message}}, delay)
+        return int(run.get("exit_code", 1))
+    kit.commit(cwd, run)
+    text = str(run.get("text") or "Done: applied the requested change.")
+    kit.emit(
+        {
+            "type": "item.completed",
+            "item": {"id": f"item_{next(items)}", "type": "agent_message", "text": text},
+        },
+        delay,
+    )
+    usage = run.get("usage") or {
+        "input_tokens": 24763,
+        "cached_input_tokens": 24448,
+        "output_tokens": 122,
+    }
+    kit.emit({"type": "turn.completed", "usage": usage}, delay)
+    return int(run.get("exit_code", 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

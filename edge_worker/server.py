@@ -1,0 +1,48 @@
+"""uvicorn with the daemon's drain behaviour.
+
+The first SIGTERM/SIGINT marks the daemon draining (new webhooks get 503, so Linear
+retries them later; ``/readyz`` turns 503), lets requests in flight finish, stops local
+agent runs and shuts DBOS down with the workflows left pending, so the next start resumes
+them. The whole drain is bounded by ``drain_seconds``: past it the process exits anyway.
+A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import FrameType
+
+import uvicorn
+
+
+class DrainingServer(uvicorn.Server):
+    """See the module docstring."""
+
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._signals = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            os._exit(130)
+        daemon = getattr(getattr(self.config.app, "state", None), "daemon", None)
+        if daemon is not None:
+            daemon.draining = True
+        threading.Thread(
+            target=self._exit_after, args=(time.monotonic() + self.drain_seconds,),
+            name="drain-watchdog", daemon=True,
+        ).start()
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutdown (exit status -15); a drained
+        # daemon has shut down cleanly, so it exits 0 instead.
+        self._captured_signals.clear()
+
+    @staticmethod
+    def _exit_after(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+        os._exit(1)  # the drain took too long; the next start resumes the work

@@ -1,0 +1,305 @@
+"""Configuration: environment variables (prefix ``EDGE_WORKER_``, nested ``__``) over an
+optional TOML file named by ``EDGE_WORKER_CONFIG``, over embedded defaults.
+
+Contract:
+- ``load_settings()`` returns a validated :class:`Settings` or raises :class:`ConfigError`
+  whose message names the offending setting as the user would write it
+  (``EDGE_WORKER_LINEAR__WEBHOOK_SECRET``), never its value.
+- Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+- Comma-separated lists are accepted for list settings in the environment
+  (``EDGE_WORKER_ALLOWED_TEAMS=ENG,OPS``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "EDGE_WORKER_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ConfigError(Exception):
+    """A configuration that cannot start the daemon; ``str()`` is the one-line message."""
+
+
+class LinearSettings(BaseModel):
+    """How we reach Linear and who we are there."""
+
+    api_url: str = "https://api.linear.app/graphql"
+    oauth_url: str = "https://api.linear.app"
+    webhook_secret: SecretStr | None = None
+    api_key: SecretStr | None = None
+    access_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    oauth_scopes: str = "read,write,app:assignable,app:mentionable"
+    agent_user_id: str | None = None
+    requests_per_hour: int = Field(5000, ge=1)
+    activity_interval_seconds: float = Field(10.0, ge=0)
+    heartbeat_seconds: float = Field(1200.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    """Intake limits."""
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    tolerance_seconds: float = Field(60.0, gt=0)
+
+
+class CodegenSettings(BaseModel):
+    """Codegen cloud agent API."""
+
+    base_url: str = "https://api.codegen.com"
+    org_id: int | None = None
+    api_token: SecretStr | None = None
+    repo_id: int | None = None
+    cost_per_run_usd: float | None = Field(None, ge=0)
+    poll_interval_seconds: float = Field(15.0, gt=0)
+    creates_per_minute: int = Field(10, ge=1)
+    calls_per_30_seconds: int = Field(60, ge=1)
+    run_timeout_seconds: float = Field(3600.0, gt=0)
+    dedupe_lookback_seconds: float = Field(86400.0, gt=0)
+
+
+class ClaudeSettings(BaseModel):
+    """Local Claude Code CLI."""
+
+    binary: str = "claude"
+    model: str | None = None
+    max_turns: int | None = Field(None, ge=1)
+    permission_mode: str = "acceptEdits"
+    allowed_tools: CommaList = []
+    disallowed_tools: CommaList = []
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(1800.0, gt=0)
+    kill_grace_seconds: float = Field(5.0, ge=0)
+
+    _split = field_validator("allowed_tools", "disallowed_tools", "pass_env", mode="before")(
+        _split_commas
+    )
+
+
+class CodexSettings(BaseModel):
+    """Local Codex CLI."""
+
+    binary: str = "codex"
+    model: str | None = None
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(1800.0, gt=0)
+    kill_grace_seconds: float = Field(5.0, ge=0)
+
+    _split = field_validator("pass_env", mode="before")(_split_commas)
+
+
+class AnthropicSettings(BaseModel):
+    """Messages API used by the ``anthropic`` planner backend."""
+
+    base_url: str = "https://api.anthropic.com"
+    api_key: SecretStr | None = None
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = Field(8192, ge=256)
+    timeout_seconds: float = Field(120.0, gt=0)
+
+
+class BudgetSettings(BaseModel):
+    """Spending limits in USD; ``None`` means no limit."""
+
+    per_task_usd: float | None = Field(None, gt=0)
+    per_issue_usd: float | None = Field(None, gt=0)
+    per_day_usd: float | None = Field(None, gt=0)
+    warn_ratio: float = Field(0.75, gt=0, le=1)
+    continue_step_usd: float | None = Field(None, gt=0)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    cached_input: float = Field(0.0, ge=0)
+    output: float = Field(ge=0)
+
+
+class Repository(BaseModel):
+    """A repository the agents may work in, and how issues are routed to it."""
+
+    id: str
+    path: Path | None = None
+    base_branch: str = "main"
+    codegen_repo_id: int | None = None
+    team_keys: list[str] = []
+    labels: list[str] = []
+
+
+class WorktreeSettings(BaseModel):
+    """Where local executors work."""
+
+    root: Path | None = None
+    keep_failed_days: float = Field(7.0, ge=0)
+
+
+Strategy = Literal["local-only", "cloud-only", "hybrid-smart", "hybrid-parallel", "cost-optimized"]
+
+
+class Settings(BaseSettings):
+    """Everything the daemon reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    state_dir: Path = Path("~/.local/state/edge-worker")
+    database_url: str | None = None
+    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    executor_id: str = Field(default_factory=socket.gethostname)
+    drain_seconds: float = Field(30.0, gt=0)
+    allowed_teams: CommaList = []
+    allowed_users: CommaList = []
+
+    planner: Literal["anthropic", "claude-code", "static"] = "anthropic"
+    planner_static_plan: str | None = None  # JSON text or a JSON file, for planner "static"
+    strategy: Strategy = "hybrid-smart"
+    fallback_to_local: bool = True
+    max_subtasks: int = Field(8, ge=1, le=50)
+    max_parallel: int = Field(3, ge=1)
+    global_parallel: int = Field(8, ge=1)
+    max_iterations: int = Field(2, ge=0)
+    issue_timeout_seconds: float = Field(4 * 3600.0, gt=0)
+    review_state: str = "In Review"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+
+    linear: LinearSettings = LinearSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    codegen: CodegenSettings = CodegenSettings()
+    claude: ClaudeSettings = ClaudeSettings()
+    codex: CodexSettings = CodexSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
+    budget: BudgetSettings = BudgetSettings()
+    worktrees: WorktreeSettings = WorktreeSettings()
+    prices: dict[str, Price] = {}
+    repositories: list[Repository] = []
+
+    _split = field_validator("allowed_teams", "allowed_users", mode="before")(_split_commas)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_path = os.environ.get(ENV_PREFIX + "CONFIG")
+        if config_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_path)))
+        return tuple(sources)
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        """The state directory with ``~`` expanded."""
+        return self.state_dir.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the default SQLite file in the state directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_state_dir / 'edge-worker.sqlite'}"
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the database is PostgreSQL (several daemons may share it)."""
+        return self.resolved_database_url.startswith("postgresql")
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation-error location corresponds to."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the configuration, raising :class:`ConfigError` on any problem."""
+    config_path = os.environ.get(ENV_PREFIX + "CONFIG")
+    if config_path and not Path(config_path).is_file():
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: file not found: {config_path}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = env_name(tuple(err["loc"]))
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except ValueError as exc:  # malformed TOML or an undecodable env value
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def require_for_serve(settings: Settings) -> None:
+    """Check what ``serve`` cannot run without; raise :class:`ConfigError` naming it."""
+    missing = []
+    if settings.linear.webhook_secret is None:
+        missing.append(ENV_PREFIX + "LINEAR__WEBHOOK_SECRET")
+    if settings.linear.agent_user_id is None:
+        missing.append(ENV_PREFIX + "LINEAR__AGENT_USER_ID")
+    if (
+        settings.linear.api_key is None
+        and settings.linear.access_token is None
+        and not (settings.linear.client_id and settings.linear.client_secret)
+    ):
+        missing.append(
+            ENV_PREFIX + "LINEAR__API_KEY (or __ACCESS_TOKEN, or __CLIENT_ID and __CLIENT_SECRET)"
+        )
+    if settings.planner == "anthropic" and settings.anthropic.api_key is None:
+        missing.append(ENV_PREFIX + "ANTHROPIC__API_KEY (needed by EDGE_WORKER_PLANNER=anthropic)")
+    if settings.planner == "static" and not settings.planner_static_plan:
+        missing.append(ENV_PREFIX + "PLANNER_STATIC_PLAN (needed by EDGE_WORKER_PLANNER=static)")
+    if missing:
+        raise ConfigError("missing required setting: " + ", ".join(missing))

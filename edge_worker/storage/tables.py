@@ -1,0 +1,7 @@
+"""Imports every module that declares a table on ``storage.db.METADATA``."""
+
+from __future__ import annotations
+
+import edge_worker.costs.ledger
+import edge_worker.storage.events
+import edge_worker.storage.work  # noqa: F401
