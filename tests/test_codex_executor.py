@@ -1,0 +1,210 @@
+"""The Codex executor against the fake ``codex`` CLI, as real subprocesses in real git
+worktrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_worker.executors.base import Executor, RunStatus, TaskLimits, Usage
+from edge_worker.executors.codex import CodexExecutor, codex_argv
+from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
+from edge_worker.settings import CodexSettings
+from tests.support.local_agents import fake_state, init_repo, make_task, nothing_left
+
+STATE = "fake-codex-state.json"
+MODEL = "gpt-5-codex"
+# USD per million tokens, written out here so the test does not lean on the price module.
+INPUT, CACHED, OUTPUT = 1.25, 0.125, 10.0
+
+
+class Pricer:
+    """A price table of one model; records what it was asked."""
+
+    def __init__(self, known: bool = True) -> None:
+        self.known = known
+        self.asked: list[tuple[str | None, Usage]] = []
+
+    def __call__(self, model: str | None, usage: Usage) -> float | None:
+        self.asked.append((model, usage))
+        if not self.known or model != MODEL:
+            return None
+        fresh = usage.input_tokens - usage.cached_input_tokens
+        cost = fresh * INPUT + usage.cached_input_tokens * CACHED + usage.output_tokens * OUTPUT
+        return cost / 1_000_000
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return init_repo(tmp_path / "project")
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> FakeAgents:
+    return install_fake_agents(tmp_path / "bin")
+
+
+@pytest.fixture
+def worktrees(tmp_path: Path) -> WorktreeManager:
+    return WorktreeManager(tmp_path / "worktrees")
+
+
+def make_executor(
+    fakes: FakeAgents, worktrees: WorktreeManager, pricer: Pricer, **overrides: Any
+) -> CodexExecutor:
+    values: dict[str, Any] = {
+        "binary": str(fakes.codex),
+        "model": MODEL,
+        "pass_env": ["FAKE_AGENT_SCENARIO"],
+        "timeout_seconds": 30,
+        "kill_grace_seconds": 0.5,
+    }
+    values.update(overrides)
+    return CodexExecutor(CodexSettings(**values), worktrees, pricer=pricer)
+
+
+def scenario(monkeypatch: pytest.MonkeyPatch, *runs: dict[str, Any], **top: Any) -> None:
+    monkeypatch.setenv("FAKE_AGENT_SCENARIO", json.dumps({**top, "runs": list(runs)}))
+
+
+USAGE = {"input_tokens": 24763, "cached_input_tokens": 24448, "output_tokens": 122}
+GREETING = {"edits": [{"path": "hello.txt", "content": "hello\n"}], "usage": USAGE}
+
+
+async def test_a_run_is_priced_from_its_tokens(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(monkeypatch, GREETING, session_id="thread-1")
+    pricer = Pricer()
+    executor = make_executor(fakes, worktrees, pricer)
+    assert isinstance(executor, Executor) and executor.name == "codex"
+    task = make_task(repo)
+
+    handle = await executor.start(task)
+    result = await executor.follow(handle)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    expected = (315 * INPUT + 24448 * CACHED + 122 * OUTPUT) / 1_000_000
+    assert result.cost_usd == pytest.approx(expected)
+    assert result.usage == Usage(**USAGE)
+    assert result.model == MODEL
+    assert pricer.asked == [(MODEL, Usage(**USAGE))]
+    assert result.session_id == "thread-1"
+    assert result.summary == "Done: applied the requested change."
+    assert (await executor.verify(handle, task.verification)).passed
+
+    workdir = Path(handle.workdir or "")
+    (call,) = fake_state(workdir, STATE)["calls"]
+    argv = call["argv"]
+    assert argv[:7] == [
+        "codex",
+        "exec",
+        "--json",
+        "--sandbox",
+        "workspace-write",
+        "-C",
+        str(workdir),
+    ]
+    assert argv[7:9] == ["--model", MODEL]
+    assert call["prompt"] == argv[-1]
+    assert call["prompt"].startswith(task.role_prompt.strip())  # no system-prompt option
+
+
+async def test_an_unknown_model_leaves_the_run_unpriced_not_free(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(monkeypatch, GREETING)
+    executor = make_executor(fakes, worktrees, Pricer(known=False))
+    result = await executor.follow(await executor.start(make_task(repo)))
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.cost_usd is None
+    assert result.usage.output_tokens == 122
+
+
+async def test_resume_continues_the_thread_with_feedback(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(
+        monkeypatch,
+        GREETING,
+        {"edits": [{"path": "hello.txt", "content": "world\n", "append": True}], "usage": USAGE},
+        session_id="thread-2",
+    )
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    await executor.follow(first)
+
+    second = await executor.resume(first, task, "Also add 'world'.")
+    result = await executor.follow(second)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.session_id == "thread-2"
+    assert (Path(second.workdir or "") / "hello.txt").read_text() == "hello\nworld\n"
+    calls = fake_state(Path(second.workdir or ""), STATE)["calls"]
+    argv = calls[1]["argv"]
+    assert argv[argv.index("resume") : argv.index("resume") + 2] == ["resume", "thread-2"]
+    assert argv.index("--json") < argv.index("resume")  # exec options precede the subcommand
+    assert "Also add 'world'." in argv[-1]
+
+
+async def test_a_failed_turn_is_a_failure_and_unpriced(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(monkeypatch, {"outcome": "turn_failed", "errors": ["model overloaded"]})
+    pricer = Pricer()
+    executor = make_executor(fakes, worktrees, pricer)
+    result = await executor.follow(await executor.start(make_task(repo)))
+    assert result.status is RunStatus.FAILED
+    assert result.error is not None and "model overloaded" in result.error
+    assert result.cost_usd is None
+    assert pricer.asked == []  # no completed turn, no token count to price
+
+
+async def test_a_hanging_codex_times_out_and_leaves_nothing(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario(monkeypatch, {"behaviour": "hang_ignore_term", "grandchild": True})
+    executor = make_executor(fakes, worktrees, Pricer(), kill_grace_seconds=0.3)
+    task = make_task(repo, limits=TaskLimits(wall_clock_seconds=1.0))
+    handle = await executor.start(task)
+    result = await executor.follow(handle)
+    assert result.status is RunStatus.TIMED_OUT
+    (call,) = fake_state(Path(handle.workdir or ""), STATE)["calls"]
+    assert handle.pgid is not None
+    assert nothing_left(handle.pgid, call["pid"], call["grandchild_pid"])
+
+
+async def test_the_daemons_secrets_never_reach_codex(
+    fakes: FakeAgents,
+    worktrees: WorktreeManager,
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    dump = tmp_path / "codex-env.json"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-daemon-secret")
+    monkeypatch.setenv("EDGE_WORKER_LINEAR__WEBHOOK_SECRET", "whsec-daemon-secret")
+    scenario(monkeypatch, {**GREETING, "dump_env": str(dump)})
+    executor = make_executor(fakes, worktrees, Pricer())
+    await executor.follow(await executor.start(make_task(repo)))
+    assert "daemon-secret" not in dump.read_text()
+
+
+def test_command_line_without_a_model(tmp_path: Path) -> None:
+    settings = CodexSettings(binary="codex")
+    argv = codex_argv(settings, workdir=tmp_path, prompt="# Task")
+    assert argv == [
+        "codex",
+        "exec",
+        "--json",
+        "--sandbox",
+        "workspace-write",
+        "-C",
+        str(tmp_path),
+        "# Task",
+    ]
