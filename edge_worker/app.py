@@ -52,8 +52,9 @@ def build_app(settings: Settings) -> Starlette:
     state = DaemonState()
     secret = settings.linear.webhook_secret
     secret_bytes = secret.get_secret_value().encode() if secret else b""
-    rules = Rules.build(settings.linear.agent_user_id, settings.allowed_teams,
-                        settings.allowed_users)
+    rules = Rules.build(
+        settings.linear.agent_user_id, settings.allowed_teams, settings.allowed_users
+    )
 
     async def is_active(issue_id: str) -> bool:
         assert state.engine is not None
@@ -121,8 +122,11 @@ def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal intake_handler
-        engine = create_engine_for(settings.resolved_database_url, pool_size=10) \
-            if settings.uses_postgres else create_engine_for(settings.resolved_database_url)
+        engine = (
+            create_engine_for(settings.resolved_database_url, pool_size=10)
+            if settings.uses_postgres
+            else create_engine_for(settings.resolved_database_url)
+        )
         await asyncio.to_thread(create_tables, engine)
         state.engine = engine
         adapters = build_adapters(settings, engine)
@@ -150,8 +154,9 @@ def build_app(settings: Settings) -> Starlette:
         )
         state.dispatcher.start()
         state.dispatcher.wake.set()  # pick up anything committed before a crash
-        log.info("edge-worker ready", database=engine.dialect.name,
-                 executor_id=settings.executor_id)
+        log.info(
+            "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
+        )
         try:
             yield
         finally:
@@ -163,8 +168,9 @@ def build_app(settings: Settings) -> Starlette:
             await asyncio.to_thread(runtime.shutdown)
             stopped = await _stop_local_runs(adapters)
             if stopped:
-                log.info("stopped local agent runs for the drain; they resume on restart",
-                         count=stopped)
+                log.info(
+                    "stopped local agent runs for the drain; they resume on restart", count=stopped
+                )
             await adapters.aclose()
             engine.dispose()
             log.info("edge-worker stopped")

@@ -107,12 +107,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
         print(f"edge-worker: cannot reach the daemon at {args.url}: {exc}", file=sys.stderr)
         return 1
     if response.status_code != 200:
-        print(f"edge-worker: recover refused ({response.status_code}): {response.text}",
-              file=sys.stderr)
+        print(
+            f"edge-worker: recover refused ({response.status_code}): {response.text}",
+            file=sys.stderr,
+        )
         return 1
     body = response.json()
-    print(f"recovered {len(body['workflows'])} workflow(s) of {args.executor_id} "
-          f"onto {body['executor_id']}")
+    print(
+        f"recovered {len(body['workflows'])} workflow(s) of {args.executor_id} "
+        f"onto {body['executor_id']}"
+    )
     for workflow_id in body["workflows"]:
         print(f"  {workflow_id}")
     return 0

@@ -54,8 +54,10 @@ def run_demo(*, keep: bool = False, root: Path | None = None) -> int:
     try:
         with SandboxWorld(base) as world:
             _say("stand-ins up: Linear, Anthropic (planner), Codegen; demo repository created")
-            print(f"   Linear stand-in {world.urls['linear']} (schema validation: "
-                  f"{'on' if world.linear.validates else 'off, schema file not found'})")
+            print(
+                f"   Linear stand-in {world.urls['linear']} (schema validation: "
+                f"{'on' if world.linear.validates else 'off, schema file not found'})"
+            )
             issue_id = world.new_issue()
             issue = world.linear.store.find_issue(issue_id)
             daemon = Daemon(base / "state", **world.daemon_env(EDGE_WORKER_LOG_LEVEL="warning"))

@@ -12,9 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from edge_worker.linear.limits import RateLimitSnapshot
 from edge_worker.storage.work import subtasks, work_items
 
-WEBHOOKS = Counter(
-    "edge_worker_webhooks_total", "Webhook deliveries by result", ["result"]
-)
+WEBHOOKS = Counter("edge_worker_webhooks_total", "Webhook deliveries by result", ["result"])
 INTAKE_LATENCY = Histogram(
     "edge_worker_intake_seconds",
     "Time from request start to answer for POST /webhooks/linear",

@@ -33,8 +33,10 @@ class DrainingServer(uvicorn.Server):
         if daemon is not None:
             daemon.draining = True
         threading.Thread(
-            target=self._exit_after, args=(time.monotonic() + self.drain_seconds,),
-            name="drain-watchdog", daemon=True,
+            target=self._exit_after,
+            args=(time.monotonic() + self.drain_seconds,),
+            name="drain-watchdog",
+            daemon=True,
         ).start()
         super().handle_exit(sig, frame)
         # uvicorn re-raises captured signals after shutdown (exit status -15); a drained

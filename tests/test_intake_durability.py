@@ -27,6 +27,7 @@ def test_event_survives_a_crash_right_after_the_200(tmp_path: Path) -> None:
 
     daemon.start()
     try:
+
         def started() -> list[tuple[str, str]]:
             with sqlite3.connect(daemon.dbos_sqlite_path) as conn:
                 return conn.execute(
@@ -59,8 +60,7 @@ def test_postgres_intake_dedupes_and_dispatches(tmp_path: Path, postgres_url: st
             def dispatched() -> list[tuple[str]]:
                 with psycopg.connect(url) as conn:
                     return conn.execute(
-                        "SELECT workflow_id FROM ew_webhook_events "
-                        "WHERE workflow_id IS NOT NULL"
+                        "SELECT workflow_id FROM ew_webhook_events WHERE workflow_id IS NOT NULL"
                     ).fetchall()
 
             assert len(wait_for(dispatched)) == 1
@@ -81,8 +81,12 @@ def test_store_down_answers_503_and_recovers(tmp_path: Path, postgres_url: str) 
             set_connections_allowed(postgres_url, database, True)
             up = wait_for(
                 lambda: (
-                    r := daemon.send(p.issue_assigned("iss-down", AGENT), delivery="down-1")
-                ).status_code == 200 and r
+                    (
+                        r := daemon.send(p.issue_assigned("iss-down", AGENT), delivery="down-1")
+                    ).status_code
+                    == 200
+                    and r
+                )
             )
             assert up.json()["status"] == "accepted"  # the 503 stored nothing
         finally:

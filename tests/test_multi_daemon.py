@@ -72,7 +72,9 @@ def test_two_daemons_share_work_and_survive_losing_one(tmp_path: Path, postgres_
             alpha.kill()
             recovered = subprocess.run(
                 [str(BIN), "recover", "--executor-id", "alpha", "--url", beta.url],
-                capture_output=True, text=True, timeout=60,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert recovered.returncode == 0, recovered.stderr
             assert "onto beta" in recovered.stdout

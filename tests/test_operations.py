@@ -31,8 +31,12 @@ BIN = Path(sys.executable).parent / "edge-worker"
 def test_draining_daemon_refuses_webhooks_with_503_and_is_not_ready(tmp_path: Path) -> None:
     settings = Settings(
         state_dir=tmp_path,
-        linear={"webhook_secret": SECRET, "agent_user_id": AGENT, "api_key": "k",
-                "api_url": "http://127.0.0.1:9/graphql"},
+        linear={
+            "webhook_secret": SECRET,
+            "agent_user_id": AGENT,
+            "api_key": "k",
+            "api_url": "http://127.0.0.1:9/graphql",
+        },
         planner="static",
         planner_static_plan='{"summary": "s", "subtasks": [{"key": "a", "title": "t", '
         '"description": "d", "role": "scoper"}]}',
@@ -50,9 +54,10 @@ def test_draining_daemon_refuses_webhooks_with_503_and_is_not_ready(tmp_path: Pa
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
         app.state.daemon.draining = False
-        assert client.post("/webhooks/linear", content=body, headers=headers).json()[
-            "status"
-        ] == "accepted"
+        assert (
+            client.post("/webhooks/linear", content=body, headers=headers).json()["status"]
+            == "accepted"
+        )
 
 
 def test_sigterm_exits_cleanly_and_a_second_signal_at_once(tmp_path: Path) -> None:
@@ -78,8 +83,11 @@ def test_drain_stops_local_agents_within_the_limit_and_work_resumes(tmp_path: Pa
             EDGE_WORKER_DRAIN_SECONDS="8", EDGE_WORKER_CLAUDE__KILL_GRACE_SECONDS="1"
         )
         daemon = Daemon(tmp_path / "state", **env).start()
-        send_webhook(daemon.url + "/webhooks/linear", WEBHOOK_SECRET,
-                     world.linear.issue_assigned(issue_id, field="assigneeId"))
+        send_webhook(
+            daemon.url + "/webhooks/linear",
+            WEBHOOK_SECRET,
+            world.linear.issue_assigned(issue_id, field="assigneeId"),
+        )
         pgids = wait_for(lambda: _agent_pgids(tmp_path / "state"), timeout=60)
         started = time.monotonic()
         assert daemon.stop(timeout=30) == 0
@@ -125,10 +133,26 @@ def test_status_lists_issues_with_progress_and_spend(tmp_path: Path) -> None:
         work.track_subtask(conn, "i-1", "a", "wf-1-a", "passed", "claude-code")
         work.track_subtask(conn, "i-1", "b", "wf-1-b", "running", "codegen")
     ledger = Ledger(engine, "UTC")
-    ledger.record(CostEntry(entry_id="e1", issue_id="i-1", issue_identifier="ENG-7",
-                            kind="run", executor="claude-code", usd=1.25))
-    ledger.record(CostEntry(entry_id="e2", issue_id="i-1", issue_identifier="ENG-7",
-                            kind="run", executor="codegen", usd=None))
+    ledger.record(
+        CostEntry(
+            entry_id="e1",
+            issue_id="i-1",
+            issue_identifier="ENG-7",
+            kind="run",
+            executor="claude-code",
+            usd=1.25,
+        )
+    )
+    ledger.record(
+        CostEntry(
+            entry_id="e2",
+            issue_id="i-1",
+            issue_identifier="ENG-7",
+            kind="run",
+            executor="codegen",
+            usd=None,
+        )
+    )
     engine.dispose()
     env = {**os.environ, "EDGE_WORKER_STATE_DIR": str(tmp_path)}
     table = subprocess.run([str(BIN), "status"], env=env, capture_output=True, text=True)
@@ -138,7 +162,11 @@ def test_status_lists_issues_with_progress_and_spend(tmp_path: Path) -> None:
     raw = subprocess.run([str(BIN), "status", "--json"], env=env, capture_output=True, text=True)
     row = json.loads(raw.stdout)[0]
     assert (row["identifier"], row["done"], row["total"], row["spend_usd"], row["unpriced"]) == (
-        "ENG-7", 1, 3, 1.25, 1
+        "ENG-7",
+        1,
+        3,
+        1.25,
+        1,
     )
 
 
@@ -148,9 +176,11 @@ def test_metrics_expose_intake_and_state(tmp_path: Path) -> None:
         daemon.send(p.issue_assigned("iss-m", AGENT))
         daemon.post(b"{}", signature="bad")
         text = wait_for(
-            lambda: (t := httpx.get(daemon.url + "/metrics").text)
-            and "edge_worker_orchestrations{" in t
-            and t
+            lambda: (
+                (t := httpx.get(daemon.url + "/metrics").text)
+                and "edge_worker_orchestrations{" in t
+                and t
+            )
         )
         assert 'edge_worker_webhooks_total{result="accepted"} 1.0' in text
         assert 'edge_worker_webhooks_total{result="401"} 1.0' in text
@@ -168,7 +198,8 @@ def test_recover_is_refused_for_bad_input(tmp_path: Path) -> None:
         assert bad.status_code == 400
         result = subprocess.run(
             [str(BIN), "recover", "--executor-id", "ghost", "--url", daemon.url],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 0, result.stderr
         assert "recovered 0 workflow(s) of ghost onto alpha" in result.stdout
@@ -179,7 +210,8 @@ def test_recover_is_refused_for_bad_input(tmp_path: Path) -> None:
 def test_recover_without_a_daemon_says_so() -> None:
     result = subprocess.run(
         [str(BIN), "recover", "--executor-id", "x", "--url", "http://127.0.0.1:9"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "cannot reach the daemon" in result.stderr
@@ -197,18 +229,21 @@ def test_broken_configuration_stops_start_up_naming_the_setting(
     tmp_path: Path, env: dict[str, str], needle: str
 ) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_WORKER_")}
-    base.update({
-        "EDGE_WORKER_STATE_DIR": str(tmp_path),
-        "EDGE_WORKER_LINEAR__WEBHOOK_SECRET": "s",
-        "EDGE_WORKER_LINEAR__AGENT_USER_ID": "a",
-        "EDGE_WORKER_LINEAR__API_KEY": "k",
-        "EDGE_WORKER_ANTHROPIC__API_KEY": "k",
-    })
+    base.update(
+        {
+            "EDGE_WORKER_STATE_DIR": str(tmp_path),
+            "EDGE_WORKER_LINEAR__WEBHOOK_SECRET": "s",
+            "EDGE_WORKER_LINEAR__AGENT_USER_ID": "a",
+            "EDGE_WORKER_LINEAR__API_KEY": "k",
+            "EDGE_WORKER_ANTHROPIC__API_KEY": "k",
+        }
+    )
     base.update(env)
     if env.get("EDGE_WORKER_LINEAR__WEBHOOK_SECRET") == "":
         del base["EDGE_WORKER_LINEAR__WEBHOOK_SECRET"]
-    result = subprocess.run([str(BIN), "serve", "--port", "9"], env=base, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [str(BIN), "serve", "--port", "9"], env=base, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -216,13 +251,15 @@ def test_broken_configuration_stops_start_up_naming_the_setting(
 
 def test_check_masks_secrets(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_WORKER_")}
-    env.update({
-        "EDGE_WORKER_STATE_DIR": str(tmp_path),
-        "EDGE_WORKER_LINEAR__WEBHOOK_SECRET": "very-secret-value",
-        "EDGE_WORKER_LINEAR__AGENT_USER_ID": "a",
-        "EDGE_WORKER_LINEAR__API_KEY": "lin_api_secret_key",
-        "EDGE_WORKER_ANTHROPIC__API_KEY": "sk-ant-secret",
-    })
+    env.update(
+        {
+            "EDGE_WORKER_STATE_DIR": str(tmp_path),
+            "EDGE_WORKER_LINEAR__WEBHOOK_SECRET": "very-secret-value",
+            "EDGE_WORKER_LINEAR__AGENT_USER_ID": "a",
+            "EDGE_WORKER_LINEAR__API_KEY": "lin_api_secret_key",
+            "EDGE_WORKER_ANTHROPIC__API_KEY": "sk-ant-secret",
+        }
+    )
     result = subprocess.run([str(BIN), "check"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for secret in ("very-secret-value", "lin_api_secret_key", "sk-ant-secret"):

@@ -81,8 +81,7 @@ def assert_as_without_crash(e2e: E2E, issue_id: str, executor: str, *, agent_run
             for c in world.linear.store.comments_on(child.id)
         ]
         raise AssertionError(
-            f"ended {state}\nreport: {comments}\nresults: {results}\n"
-            f"log tail: {e2e.log()[-4000:]}"
+            f"ended {state}\nreport: {comments}\nresults: {results}\nlog tail: {e2e.log()[-4000:]}"
         )
     store = world.linear.store
     children = store.children_of(issue_id)

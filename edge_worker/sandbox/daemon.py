@@ -28,8 +28,15 @@ STATIC_PLAN = json.dumps(
     {
         "summary": "One scoping task.",
         "subtasks": [
-            {"key": "scope", "title": "Scope it", "description": "Say what to do.",
-             "role": "scoper", "executor": "any", "depends_on": [], "verification": []}
+            {
+                "key": "scope",
+                "title": "Scope it",
+                "description": "Say what to do.",
+                "role": "scoper",
+                "executor": "any",
+                "depends_on": [],
+                "verification": [],
+            }
         ],
     }
 )

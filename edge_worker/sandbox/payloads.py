@@ -233,7 +233,7 @@ def agent_session_created(
     agent_user_id: str,
     *,
     creator_id: str = "user-human",
-    prompt_context: str = "<issue identifier=\"ENG-1\"><title>Add a greeting</title></issue>",
+    prompt_context: str = '<issue identifier="ENG-1"><title>Add a greeting</title></issue>',
     timestamp_ms: float | None = None,
     **issue_fields: Any,
 ) -> dict[str, Any]:

@@ -52,9 +52,7 @@ webhook_events = sa.Table(
     sa.Column("workflow_id", sa.String(300), nullable=True),
 )
 
-sa.Index(
-    "ew_webhook_events_outbox", webhook_events.c.dispatched_at, webhook_events.c.decision
-)
+sa.Index("ew_webhook_events_outbox", webhook_events.c.dispatched_at, webhook_events.c.decision)
 
 
 # SQLAlchemy errors and the DB-API error bases of the two drivers the writer calls directly.
@@ -95,8 +93,16 @@ class EventRecord:
 
 
 _COLUMNS = (
-    "delivery_id", "dedupe_key", "event_type", "action", "decision", "reason",
-    "issue_id", "issue_identifier", "detail", "received_at",
+    "delivery_id",
+    "dedupe_key",
+    "event_type",
+    "action",
+    "decision",
+    "reason",
+    "issue_id",
+    "issue_identifier",
+    "detail",
+    "received_at",
 )
 
 

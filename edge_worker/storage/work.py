@@ -129,9 +129,7 @@ def set_state(
 def list_items(conn: sa.Connection, limit: int = 50) -> list[sa.Row[Any]]:
     """Active items first, then the most recently finished."""
     return list(
-        conn.execute(
-            sa.select(work_items).order_by(work_items.c.updated_at.desc()).limit(limit)
-        )
+        conn.execute(sa.select(work_items).order_by(work_items.c.updated_at.desc()).limit(limit))
     )
 
 
@@ -148,7 +146,11 @@ subtasks = sa.Table(
 
 
 def track_subtask(
-    conn: sa.Connection, issue_id: str, key: str, workflow_id: str, state: str,
+    conn: sa.Connection,
+    issue_id: str,
+    key: str,
+    workflow_id: str,
+    state: str,
     executor: str | None,
 ) -> None:
     """Insert or update one sub-task's row."""
@@ -162,17 +164,19 @@ def track_subtask(
     if updated.rowcount == 0:
         conn.execute(
             sa.insert(subtasks).values(
-                issue_id=issue_id, key=key, workflow_id=workflow_id, state=state,
-                executor=executor, updated_at=now,
+                issue_id=issue_id,
+                key=key,
+                workflow_id=workflow_id,
+                state=state,
+                executor=executor,
+                updated_at=now,
             )
         )
 
 
 def running_subtasks(conn: sa.Connection, issue_id: str | None = None) -> int:
     """How many sub-task runs are in flight (all issues, or one)."""
-    query = (
-        sa.select(sa.func.count()).select_from(subtasks).where(subtasks.c.state == "running")
-    )
+    query = sa.select(sa.func.count()).select_from(subtasks).where(subtasks.c.state == "running")
     if issue_id is not None:
         query = query.where(subtasks.c.issue_id == issue_id)
     return int(conn.execute(query).scalar_one())

@@ -144,8 +144,9 @@ class WebhookIntake:
             response = _refuse(503, delivery, f"store unavailable: {exc}")
             response.headers["x-edge-worker-result"] = "store_unavailable"
             return response
-        log.info("webhook stored", outcome=outcome, decision=decision.kind.value,
-                 reason=decision.reason)
+        log.info(
+            "webhook stored", outcome=outcome, decision=decision.kind.value, reason=decision.reason
+        )
         response = JSONResponse(
             {"status": outcome, "decision": decision.kind.value, "reason": decision.reason}
         )
