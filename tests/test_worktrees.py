@@ -104,6 +104,36 @@ async def test_a_branch_without_its_worktree_is_checked_out_again_with_its_commi
     assert (again.path / "feature.txt").read_text() == "done\n"
 
 
+async def test_a_worktree_left_by_a_lost_daemon_on_this_host_is_taken_over(
+    repo: Path, manager: WorktreeManager, tmp_path: Path
+) -> None:
+    # Two daemons on one host share the repository; the first was killed mid-run and
+    # its workflow recovered onto the second, whose worktree root is elsewhere.
+    lost = await manager.ensure(repo, "ENG-42", "api", "main")
+    (lost.path / "half-done.txt").write_text("uncommitted work\n")
+    survivor = WorktreeManager(tmp_path / "survivor-worktrees")
+
+    taken = await survivor.ensure(repo, "ENG-42", "api", "main")
+
+    assert taken.path == tmp_path / "survivor-worktrees" / "project" / "ENG-42-api"
+    assert taken.branch == lost.branch
+    assert taken.reused
+    assert (taken.path / "half-done.txt").read_text() == "uncommitted work\n"
+    assert not lost.path.exists()
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert str(taken.path) in listed and str(lost.path) not in listed
+
+
+async def test_a_branch_checked_out_in_the_main_checkout_is_a_clear_error(
+    repo: Path, manager: WorktreeManager
+) -> None:
+    git(repo, "branch", "edge-worker/ENG-42-api")
+    git(repo, "checkout", "-q", "edge-worker/ENG-42-api")
+
+    with pytest.raises(WorktreeError, match="edge-worker/ENG-42-api"):
+        await manager.ensure(repo, "ENG-42", "api", "main")
+
+
 async def test_failed_worktrees_are_kept_until_they_expire(
     repo: Path, manager: WorktreeManager, clock: FakeClock
 ) -> None:

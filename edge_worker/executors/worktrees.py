@@ -4,7 +4,10 @@ Contract:
 - :meth:`WorktreeManager.ensure` gives the worktree of ``(repository, issue, key)`` at
   ``<root>/<repository name>/<ISSUE-ID>-<key>`` on branch ``edge-worker/<ISSUE-ID>-<key>``,
   created from the base branch, or reused as it is when it already exists (a retried step
-  never starts over, and never makes a second one).
+  never starts over, and never makes a second one). When the branch is checked out in a
+  worktree elsewhere (another daemon on this host ran the sub-task and was lost, and its
+  workflow was recovered here), that worktree is moved here, uncommitted work and all:
+  the workflow queue gives a sub-task to one executor at a time, so its branch is ours.
 - :meth:`WorktreeManager.release` after the run: on success the worktree is removed and the
   branch kept (it holds the work); anything the agent left uncommitted is committed first so
   nothing is lost. On failure the worktree is kept and stamped with the time, for a human
@@ -146,6 +149,11 @@ class WorktreeManager:
                 cwd=repository,
                 check=False,
             )
+            holder = await self._holder_of(repository, branch) if exists.strip() else None
+            if holder is not None:
+                await git("worktree", "move", str(holder), str(path), cwd=repository)
+                log.warning("worktree.taken_over", path=str(path), previous=str(holder))
+                return Worktree(path=path, branch=branch, repository=repository, reused=True)
             if exists.strip():
                 await git("worktree", "add", str(path), branch, cwd=repository)
             else:
@@ -194,6 +202,20 @@ class WorktreeManager:
                 await self._remove(path)
                 removed.append(path)
         return removed
+
+    async def _holder_of(self, repository: Path, branch: str) -> Path | None:
+        """The worktree (not the main checkout) that has ``branch`` checked out, if any."""
+        listing = await git("worktree", "list", "--porcelain", cwd=repository)
+        main_checkout = True
+        holder: Path | None = None
+        for line in [*listing.splitlines(), ""]:
+            if line.startswith("worktree "):
+                holder = Path(line.removeprefix("worktree "))
+            elif line == f"branch refs/heads/{branch}" and holder is not None and not main_checkout:
+                return holder
+            elif not line:
+                main_checkout, holder = False, None
+        return None
 
     async def _is_worktree_on(self, path: Path, branch: str) -> bool:
         if not (path / ".git").exists():
