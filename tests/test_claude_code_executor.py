@@ -334,6 +334,30 @@ async def test_a_restarted_daemon_reaps_an_interrupted_run_and_can_resume_it(
     assert (await executor.follow(handle)).status is RunStatus.FAILED  # the old supervisor
 
 
+async def test_a_run_that_died_before_its_session_began_is_started_afresh_with_the_feedback(
+    executor: ClaudeCodeExecutor, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed with its daemon the moment it was spawned: no session id to continue.
+    scenario(monkeypatch, {"behaviour": "die_at_start"}, GREETING)
+    task = make_task(repo)
+    first = await executor.start(task)
+    died = await executor.follow(first)
+    assert died.status is RunStatus.FAILED
+    assert died.session_id is None
+
+    second = await executor.resume(first, task, "The previous run never started.")
+    result = await executor.follow(second)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.session_id is not None
+    assert second.workdir == first.workdir
+    assert (await executor.verify(second, task.verification)).passed
+    calls = fake_state(Path(second.workdir or ""), STATE)["calls"]
+    assert [c["resume"] for c in calls] == [None, None]  # a new session, not a bogus resume
+    assert task.description in calls[1]["prompt"]
+    assert "The previous run never started." in calls[1]["prompt"]
+
+
 async def test_a_missing_binary_makes_the_executor_unavailable(
     worktrees: WorktreeManager, repo: Path, tmp_path: Path
 ) -> None:

@@ -13,7 +13,9 @@ Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
   interrupted (with its session id, so it can be resumed), after reaping its process group.
   Cancelling the task awaiting ``follow`` stops the run.
 - ``resume(handle, task, feedback)`` starts a new run in the same worktree that continues the
-  CLI session (session id from the handle or its transcript).
+  CLI session (session id from the handle or its transcript). A run that died before its
+  CLI announced a session (killed with its daemon at spawn) has none to continue: a new
+  session starts in the same worktree, given the task and then the feedback.
 - ``verify(handle, commands)`` runs the commands in the worktree
   (:mod:`edge_worker.verification.local`).
 - ``cancel(handle)`` stops the run (SIGTERM, SIGKILL after the grace period) and returns
@@ -53,7 +55,7 @@ from edge_worker.executors.process import (
 )
 from edge_worker.executors.stream_types import Ending, Progress, StreamParser
 from edge_worker.executors.task_prompt import feedback_prompt, task_prompt
-from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.executors.worktrees import Worktree, WorktreeManager
 from edge_worker.verification.local import run_local_verification
 
 log = structlog.get_logger(__name__)
@@ -126,15 +128,7 @@ class LocalCliExecutor(abc.ABC):
     # --- the protocol -------------------------------------------------------------------
 
     async def start(self, task: Task) -> RunHandle:
-        if not task.repository_path:
-            raise ValueError(f"task {task.key} has no repository_path for a local executor")
-        worktree = await self.worktrees.ensure(
-            Path(task.repository_path),
-            task.issue_identifier,
-            task.key,
-            task.base_branch,
-            task.merge_branches,
-        )
+        worktree = await self._worktree(task)
         prompt = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
         return await self._launch(task, worktree.path, worktree.branch, prompt, None)
 
@@ -161,20 +155,13 @@ class LocalCliExecutor(abc.ABC):
         if live is not None and live.supervisor is not None and not live.supervisor.done():
             raise RuntimeError(f"run {handle.run_id} is still in progress; follow it first")
         session = handle.session_id or self._replay(handle).session_id
+        worktree = await self._worktree(task)
+        prompt = feedback_prompt(feedback)
         if not session:
-            raise ValueError(f"run {handle.run_id} never reported a session id to resume")
-        if not task.repository_path:
-            raise ValueError(f"task {task.key} has no repository_path for a local executor")
-        worktree = await self.worktrees.ensure(
-            Path(task.repository_path),
-            task.issue_identifier,
-            task.key,
-            task.base_branch,
-            task.merge_branches,
-        )
-        return await self._launch(
-            task, worktree.path, worktree.branch, feedback_prompt(feedback), session
-        )
+            log.warning("local_cli.no_session_to_resume", run_id=handle.run_id)
+            first = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
+            prompt = f"{first}\n\n{prompt}"
+        return await self._launch(task, worktree.path, worktree.branch, prompt, session or None)
 
     async def verify(
         self, handle: RunHandle, commands: list[VerificationCommand]
@@ -212,6 +199,17 @@ class LocalCliExecutor(abc.ABC):
             await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
 
     # --- machinery ----------------------------------------------------------------------
+
+    async def _worktree(self, task: Task) -> Worktree:
+        if not task.repository_path:
+            raise ValueError(f"task {task.key} has no repository_path for a local executor")
+        return await self.worktrees.ensure(
+            Path(task.repository_path),
+            task.issue_identifier,
+            task.key,
+            task.base_branch,
+            task.merge_branches,
+        )
 
     async def _launch(
         self, task: Task, workdir: Path, branch: str, prompt: str, resume_session: str | None

@@ -465,8 +465,9 @@ def _resumable(result: dict[str, Any]) -> bool:
 
 
 def _interrupted(result: dict[str, Any]) -> bool:
-    """A local run cut short by the daemon's own restart (its session can go on)."""
-    return result.get("error") == INTERRUPTED_REASON and bool(result.get("session_id"))
+    """A local run cut short by the daemon's own restart: its session goes on, or (when it
+    died before announcing one) a new session starts in the same worktree."""
+    return result.get("error") == INTERRUPTED_REASON
 
 
 # --- one issue --------------------------------------------------------------------------

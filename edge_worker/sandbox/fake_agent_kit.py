@@ -18,7 +18,9 @@ resume); the last entry repeats. A run may say:
 - ``usage``: token counts to report; ``outcome``: ``success`` or an error kind;
   ``errors``: messages for an error outcome.
 - ``behaviour``: ``normal``, ``hang`` (stop printing, wait forever), ``hang_ignore_term``
-  (the same, ignoring SIGTERM), ``crash`` (print half a line, then die with ``exit_code``);
+  (the same, ignoring SIGTERM), ``crash`` (print half a line, then die with ``exit_code``),
+  ``die_at_start`` (die with ``exit_code`` before the first line, as a CLI killed with its
+  daemon the moment it was spawned: no session was ever announced);
   ``grandchild``: also start a child process that ignores SIGTERM and holds stdout.
 - ``junk``: lines that are not JSON, printed along the way; ``stderr``: text for stderr.
 - ``dump_env``: a path where the process writes its environment as JSON.
@@ -183,6 +185,12 @@ def ignore_sigterm_if_scripted(run: dict[str, Any]) -> None:
     """From the very start, as a CLI that traps SIGTERM and carries on would."""
     if run.get("behaviour") == "hang_ignore_term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def die_if_scripted_at_start(run: dict[str, Any]) -> None:
+    """Exit before printing anything when the run's behaviour is ``die_at_start``."""
+    if run.get("behaviour") == "die_at_start":
+        os._exit(int(run.get("exit_code", 137)))
 
 
 def misbehave(run: dict[str, Any]) -> None:

@@ -185,6 +185,7 @@ def main(argv: list[str]) -> int:
     state["calls"][-1]["grandchild_pid"] = grandchild
     kit.save_state(state_file, state)
     kit.dump_env(run)
+    kit.die_if_scripted_at_start(run)
 
     started = time.monotonic()
     model = args.model or str(scenario.get("model") or DEFAULT_MODEL)

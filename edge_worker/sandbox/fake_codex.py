@@ -93,6 +93,7 @@ def main(argv: list[str]) -> int:
     state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)
     kit.save_state(state_file, state)
     kit.dump_env(run)
+    kit.die_if_scripted_at_start(run)
 
     if run.get("stderr"):
         sys.stderr.write(str(run["stderr"]) + "\n")
