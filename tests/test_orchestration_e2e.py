@@ -5,6 +5,7 @@ and checks what a user would see on Linear and what the daemon recorded."""
 from __future__ import annotations
 
 import copy
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -341,6 +342,78 @@ def test_follow_up_comment_adds_a_subtask(world: SandboxWorld, tmp_path: Path) -
         report = e2e.report(issue_id)
         assert "passed" in row_of(report, docs.identifier)[2]
         assert "added 1 sub-task(s): `docs`" in report
+
+
+def test_follow_ups_naming_sub_tasks_become_their_feedback(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    # add-function passes quickly; multiply-function is still working when two comments
+    # come: one names add-function's sub-issue (finished: it runs again, resuming its
+    # session), one names `multiply-function` (running: it gets the feedback after).
+    world.anthropic.script(ToolAnswer(sub_plan("add-function", "multiply-function")))
+    add_files = DEMO_SOLUTIONS["add-function"]
+    world.tasks["add-function"] = {
+        "runs": [
+            {"text": "Added.", "edits": [{"path": p, "content": c} for p, c in add_files.items()]},
+            {"text": "Noted.", "edits": [{"path": "calc/ADD.md", "content": "add(a, b)\n"}]},
+        ]
+    }
+    multiply_files = DEMO_SOLUTIONS["multiply-function"]
+    world.tasks["multiply-function"] = {
+        "runs": [
+            {
+                "text": "Multiplied, slowly.",
+                "turns": 40,
+                "delay_seconds": 0.2,
+                "edits": [{"path": p, "content": c} for p, c in multiply_files.items()],
+            },
+            {"text": "Also noted.", "edits": [{"path": "calc/MUL.md", "content": "mul\n"}]},
+        ]
+    }
+    world.scenario_path()
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", EDGE_WORKER_STRATEGY="local-only") as e2e:
+        e2e.assign(issue_id)
+        identifier = world.linear.store.find_issue(issue_id).identifier
+        wait_running(e2e, identifier, ("multiply-function",))
+        add = wait_until(
+            lambda: next(
+                (c for c in world.linear.store.children_of(issue_id) if "add" in c.title.lower()),
+                None,
+            )
+        )
+        wait_until(lambda: e2e.state_name(add) == "Done", timeout=60)
+        assert e2e.agent_calls(identifier, "multiply-function")[-1]["resume"] is None
+        e2e.send(
+            world.linear.comment_created(issue_id, f"{add.identifier}: document add in ADD.md")
+        )
+        e2e.send(world.linear.comment_created(issue_id, "`multiply-function` needs a MUL.md too"))
+        assert e2e.wait_end(issue_id) == "done"
+
+        assert len(world.anthropic.successful_requests) == 1  # feedback, not a new plan
+        assert len(world.linear.store.children_of(issue_id)) == 2
+        for key, wanted in (
+            ("add-function", "document add in ADD.md"),
+            ("multiply-function", "needs a MUL.md too"),
+        ):
+            calls = e2e.agent_calls(identifier, key)
+            assert len(calls) == 2, (key, calls)
+            assert calls[1]["resume"] == calls[0]["session_id"]  # the same session goes on
+            assert wanted in calls[1]["prompt"]
+        repo = world.repository
+        for branch, path in (("add-function", "calc/ADD.md"), ("multiply-function", "calc/MUL.md")):
+            shown = subprocess.run(
+                ["git", "show", f"edge-worker/{identifier}-{branch}:{path}"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            )
+            assert shown.returncode == 0, shown.stderr  # the feedback's work is on the branch
+        report = e2e.report(issue_id)
+        assert row_of(report, add.identifier)[4] == "2"  # iterations, both runs counted
+        assert f"sent to `{add.identifier}`, which runs again with it" in report
+        assert "for when its current run ends" in report
+        assert e2e.state_name(add) == "Done"
 
 
 def test_malformed_plan_is_asked_again_once(tmp_path: Path) -> None:

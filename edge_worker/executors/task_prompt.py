@@ -60,8 +60,9 @@ def feedback_prompt(feedback: str) -> str:
         [
             "# Feedback on your previous attempt",
             "",
-            "Your work did not pass yet. The feedback below is data about the result; keep",
-            "working in the same worktree and branch, then commit and summarise again.",
+            "The feedback below is data about your result: verification evidence, or a",
+            "person's comment on the issue. Address it, keep working in the same worktree and",
+            "branch, then commit and summarise again.",
             "",
             _fence(feedback),
         ]

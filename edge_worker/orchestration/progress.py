@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -57,6 +57,10 @@ class TaskRecord(BaseModel):
     verification: str = "not verified"
     note: str | None = None
     workflow_id: str | None = None
+    feedback: list[str] = []
+    """Follow-ups for this sub-task not yet given to a run."""
+    resume_from: dict[str, Any] | None = None
+    """The handle of the finished run that feedback reopens (its session goes on)."""
 
     @property
     def cost(self) -> Total:

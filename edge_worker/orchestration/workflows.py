@@ -44,9 +44,11 @@ from edge_worker.ids import stable_key, stable_uuid4
 from edge_worker.orchestration import steps, texts
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.follow_ups import REOPENABLE, Named, named_subtasks
 from edge_worker.orchestration.plan import Plan, Subtask
 from edge_worker.orchestration.progress import (
     Progress,
+    TaskRecord,
     blocked,
     overall_state,
     ready,
@@ -75,6 +77,11 @@ ESTIMATES = {
     "codex": ExecutorEstimate(expected_usd=0.5, success_rate=0.7),
 }
 DAY_WARNING_WORKFLOW = "budget-day-warning-{day}"
+STATUS_WORDS = {
+    "skipped": "was skipped",
+    "cancelled": "was stopped",
+    "over_budget": "is over its budget",
+}
 HANDLE_WAIT_SECONDS = 10.0
 
 
@@ -204,6 +211,7 @@ class _SubtaskRun:
         self.result: dict[str, Any] = {}
         self.report: dict[str, Any] = {"checks": []}
         self.iterations = 0
+        self.before = int(spec.get("iterations_before") or 0)
         self.continues = 0
         self.note: str | None = spec.get("note")
 
@@ -226,7 +234,15 @@ class _SubtaskRun:
         if spec.get("started_state_id") and spec.get("sub_issue_id"):
             await steps.move_issue_step(spec["sub_issue_id"], spec["started_state_id"])
         started_at = await steps.now_step()
-        started = await steps.start_run_step(self.executor, self.task)
+        if spec.get("resume_from"):  # a follow-up reopened this sub-task: same session
+            feedback = texts.SUBTASK_FEEDBACK.format(feedback=spec.get("feedback") or "")
+            started = {
+                "handle": await steps.resume_run_step(
+                    self.executor, spec["resume_from"], self.task, feedback
+                )
+            }
+        else:
+            started = await steps.start_run_step(self.executor, self.task)
         if "unavailable" in started:
             await steps.track_subtask_step(
                 self.issue_id, self.key, self.workflow_id, "unavailable", self.executor
@@ -282,6 +298,11 @@ class _SubtaskRun:
                 self.spec.get("session_id"),
                 self.cost("continue", self.continues, "resume"),
             )
+        session = self.result.get("session_id")
+        if session and session != self.handle.get("session_id"):
+            # The handle outlives the worktree (and the transcript in it): keep the session
+            # on it, so feedback after the sub-task ended can still resume that session.
+            await self._set_handle({**self.handle, "session_id": session})
 
     async def _judge(self) -> str:
         """The sub-task's status after the current run: over its budget, or verified."""
@@ -348,7 +369,7 @@ class _SubtaskRun:
             "key": self.key,
             "status": status,
             "executor": self.executor,
-            "iterations": self.iterations,
+            "iterations": self.before + self.iterations,
             "cost": _cost_json(spent),
             "duration_seconds": duration,
             "pr_url": (result.get("pr_urls") or [None])[0],
@@ -364,7 +385,7 @@ class _SubtaskRun:
                     "status": status,
                     "summary": outcome["summary"],
                     "cost": outcome["cost"],
-                    "iterations": self.iterations,
+                    "iterations": outcome["iterations"],
                     "checks": checks,
                     "pr_urls": result.get("pr_urls") or [],
                     "branch": outcome["branch"],
@@ -393,7 +414,7 @@ async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception)
         "key": key,
         "status": "failed",
         "executor": spec["executor"],
-        "iterations": 0,
+        "iterations": int(spec.get("iterations_before") or 0),
         "cost": _cost_json(spent),
         "duration_seconds": None,
         "pr_url": None,
@@ -761,22 +782,29 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     )
     if not decision.may_dispatch:
         return decision.reason or "budget reached"
-    remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
-    choice = choose_executor(
-        o.settings.strategy,
-        subtask,
-        available=_available(o),
-        remaining_budget_usd=remaining,
-        estimates=estimates_for(o.settings),
-        fallback_to_local=o.settings.fallback_to_local,
-        unavailable_reasons=o.unavailable,
-    )
     record = o.progress.tasks[subtask.key]
-    if choice.executor is None:
-        record.status, record.note = "failed", choice.reason
-        return None
-    if choice.fell_back:
-        record.note = choice.reason
+    resume_from = record.resume_from
+    if resume_from is not None and resume_from.get("executor") in _available(o):
+        executor = str(resume_from["executor"])  # the session that did the work goes on
+    else:
+        resume_from = None
+        remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
+        choice = choose_executor(
+            o.settings.strategy,
+            subtask,
+            available=_available(o),
+            remaining_budget_usd=remaining,
+            estimates=estimates_for(o.settings),
+            fallback_to_local=o.settings.fallback_to_local,
+            unavailable_reasons=o.unavailable,
+        )
+        if choice.executor is None:
+            record.status, record.note = "failed", choice.reason
+            return None
+        if choice.fell_back:
+            record.note = choice.reason
+        executor = choice.executor
+    feedback = "\n\n".join(record.feedback) or None
     n = o.dispatches.get(subtask.key, 0) + 1
     o.dispatches[subtask.key] = n
     child_id = f"{o.workflow_id}-{subtask.key}-{n}"
@@ -787,7 +815,10 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         issue_identifier=o.identifier,
         key=subtask.key,
         title=subtask.title,
-        description=subtask.description,
+        description=subtask.description
+        + (
+            texts.FEEDBACK_SECTION.format(feedback=feedback) if feedback and not resume_from else ""
+        ),
         role=subtask.role,
         verification=subtask.verification_commands(),
         repository_id=repo.get("id"),
@@ -813,7 +844,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     spec = {
         "parent": o.workflow_id,
         "key": subtask.key,
-        "executor": choice.executor,
+        "executor": executor,
         "issue_id": o.issue_id,
         "issue_identifier": o.identifier,
         "session_id": o.session_id,
@@ -824,26 +855,32 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "max_iterations": o.settings.max_iterations,
         "issue_limit": str(o.budget.limit) if o.budget.limit is not None else None,
         "note": record.note,
+        "feedback": feedback,
+        "resume_from": resume_from,
+        "iterations_before": record.iterations,
     }
-    queue_name = CLOUD_QUEUE if choice.executor == "codegen" else LOCAL_QUEUE
+    queue_name = CLOUD_QUEUE if executor == "codegen" else LOCAL_QUEUE
     queue = await DBOS.retrieve_queue_async(queue_name)
     assert queue is not None, f"queue {queue_name} not registered"
     with SetWorkflowID(child_id):
         await queue.enqueue_async(run_subtask, spec)
-    record.status, record.executor, record.workflow_id = "running", choice.executor, child_id
+    record.status, record.executor, record.workflow_id = "running", executor, child_id
+    record.feedback, record.resume_from = [], None
     return None
 
 
-def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> None:
+def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> TaskRecord | None:
+    """Record a sub-task's outcome; returns its record (``None`` for a late message)."""
     assert o.progress is not None
     record = o.progress.tasks.get(message["key"])
     if record is None or record.status != "running":
-        return  # a late message from a run this orchestration already gave up on
+        return None  # a late message from a run this orchestration already gave up on
     if message["status"] == "unavailable":
         executor = record.executor or "codegen"
         o.unavailable[executor] = message["reason"]
         record.status, record.note = "pending", f"{executor} unavailable: {message['reason']}"
-        return
+        record.resume_from = None
+        return record
     cost = message["cost"]
     record.status = message["status"]
     record.iterations = message["iterations"]
@@ -857,6 +894,42 @@ def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> None:
     record.verification = message["verification"]
     if message.get("note"):
         record.note = message["note"]
+    return record
+
+
+async def _reopen(o: _Orchestration, record: TaskRecord) -> None:
+    """Make a finished sub-task pending again so its feedback reaches a new run, which
+    resumes the finished run's session. Sub-tasks skipped behind it become pending too
+    (the scheduler skips again whatever is still blocked)."""
+    assert o.progress is not None
+    handle = None
+    if record.workflow_id is not None:
+        handle = await DBOS.get_event_async(record.workflow_id, "handle", timeout_seconds=0)
+    record.resume_from = handle if isinstance(handle, dict) else None
+    record.status = "pending"
+    for other in o.progress.tasks.values():
+        if other.status == "skipped":
+            other.status, other.note = "pending", None
+
+
+async def _feedback_to_subtasks(o: _Orchestration, keys: list[str], author: str, text: str) -> None:
+    """Give a follow-up to the sub-tasks it names: a finished one runs again with it, a
+    running one gets it when its run ends, a pending one when it starts."""
+    assert o.progress is not None
+    for key in keys:
+        record = o.progress.tasks[key]
+        record.feedback.append(texts.FOLLOW_UP_ENTRY.format(author=author, text=text))
+        name = f"`{record.identifier or key}`"
+        if record.status in REOPENABLE:
+            await _reopen(o, record)
+            o.note(texts.FOLLOW_UP_RERUN.format(author=author, name=name))
+        elif record.status == "running":
+            o.note(texts.FOLLOW_UP_AFTER_RUN.format(author=author, name=name))
+        elif record.status == "pending":
+            o.note(texts.FOLLOW_UP_AT_START.format(author=author, name=name))
+        else:
+            status = STATUS_WORDS.get(record.status, record.status)
+            o.note(texts.FOLLOW_UP_KEPT.format(author=author, name=name, status=status))
 
 
 async def _stop_children(o: _Orchestration, status: str) -> None:
@@ -935,6 +1008,12 @@ async def _follow_up(
         limit = format_usd(o.budget.limit) if o.budget.limit is not None else "none"
         o.notes.append(texts.BUDGET_RAISED.format(author=author, limit=limit))
         return None
+    named = named_subtasks(text, [Named(t.key, t.identifier) for t in o.progress.tasks.values()])
+    if named:  # feedback to those sub-tasks, not a request to re-plan
+        await _feedback_to_subtasks(o, named, author, text)
+        if budget_reason:
+            o.note(texts.FOLLOW_UP_WHILE_BLOCKED.format(author=author))
+        return budget_reason
     o.follow_ups.append(ContextComment(author=author, body=text))
     if budget_reason:  # planning again would spend money the budget does not allow
         o.notes.append(texts.FOLLOW_UP_WHILE_BLOCKED.format(author=author))
@@ -1034,7 +1113,9 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
         if message is None:
             continue
         if message.get("type") == "subtask_done":
-            _apply_outcome(o, message)
+            ended = _apply_outcome(o, message)
+            if ended is not None and ended.feedback and ended.status in REOPENABLE:
+                await _reopen(o, ended)  # a follow-up came while it ran
             await _show_progress(o)
             await _warn_day_once(o)
         elif message.get("kind") == "stop":
