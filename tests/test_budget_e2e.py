@@ -229,11 +229,14 @@ def test_daily_budget_warns_once_then_halts_and_refuses_new_issues(
         assert 800_000 <= day_total <= 800_000 + 150_000  # overshoot bounded by one task
 
         planner_calls = len(world.anthropic.successful_requests)
+        third_state_before = world.linear.store.find_issue(third).state_id
         e2e.assign(third)
         assert e2e.wait_end(third) == "over_budget"
         refused = e2e.report(third)
         assert "so I did not start on this issue" in refused
         assert world.linear.store.children_of(third) == []
+        # not moved to "started": no work began on it
+        assert world.linear.store.find_issue(third).state_id == third_state_before
         assert len(world.anthropic.successful_requests) == planner_calls  # nothing spent
 
         assert len(warnings_on(world)) == 1  # once per day, across issues

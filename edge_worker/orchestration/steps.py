@@ -84,11 +84,13 @@ async def set_state_step(issue_id: str, workflow_id: str, state: str, **extra: A
 
 @DBOS.step()
 async def acknowledge_step(
-    issue_id: str, session_id: str | None, workflow_id: str
+    issue_id: str, session_id: str | None, workflow_id: str, *, start: bool = True
 ) -> dict[str, Any]:
-    """Say we are on it and move the issue to its team's first started state.
+    """Say we are on it and (``start``) move the issue to its team's first started state.
 
-    Returns a snapshot of the issue and its team's states for the rest of the workflow.
+    An issue refused before any work (the day's budget is spent) is acknowledged with
+    ``start=False``: it stays where it was. Returns a snapshot of the issue and its team's
+    states for the rest of the workflow.
     """
     from edge_worker.orchestration.texts import ACK_THOUGHT
 
@@ -102,7 +104,7 @@ async def acknowledge_step(
             id=stable_uuid4(workflow_id, "ack"),
         )
     started = [s for s in states if s.type == "started"]
-    if started and issue.state.type not in ("started", "completed"):
+    if start and started and issue.state.type not in ("started", "completed"):
         await a.linear.update_issue(issue.id, state_id=started[0].id)
     return {
         "issue": issue.model_dump(mode="json"),

@@ -664,14 +664,17 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
 
 async def _orchestrate(o: _Orchestration) -> str:
     workflow_id = o.workflow_id
-    o.snapshot = await steps.acknowledge_step(o.issue_id, o.session_id, workflow_id)
+    money = await steps.money_step(o.issue_id)
+    day_spent = Total(**money["day"]).usd
+    refused = o.limits.per_day is not None and day_spent >= o.limits.per_day
+    o.snapshot = await steps.acknowledge_step(
+        o.issue_id, o.session_id, workflow_id, start=not refused
+    )
     o.identifier = o.snapshot["issue"]["identifier"]
     started_at = await steps.now_step()
     deadline = started_at + o.settings.issue_timeout_seconds
     await steps.set_state_step(o.issue_id, workflow_id, "planning")
-    money = await steps.money_step(o.issue_id)
-    day_spent = Total(**money["day"]).usd
-    if o.limits.per_day is not None and day_spent >= o.limits.per_day:
+    if refused and o.limits.per_day is not None:
         log.warning("daily budget reached: not starting a new issue", spent=str(day_spent))
         text = texts.DAY_BLOCKED_NEW_ISSUE.format(
             spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
