@@ -279,6 +279,30 @@ def test_unassignment_stops_the_work(world: SandboxWorld, tmp_path: Path) -> Non
         assert_stopped(e2e, issue_id, pids, "Ada Lovelace")
 
 
+def test_an_issue_over_its_wall_clock_limit_ends_timed_out(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    world.tasks["add-function"] = SLOW_RUN
+    world.tasks["multiply-function"] = SLOW_RUN
+    issue_id = world.new_issue()
+    env = {"EDGE_WORKER_STRATEGY": "local-only", "EDGE_WORKER_ISSUE_TIMEOUT_SECONDS": "6"}
+    with running(world, tmp_path / "state", **env) as e2e:
+        e2e.assign(issue_id)
+        identifier = world.linear.store.find_issue(issue_id).identifier
+        pids = wait_running(e2e, identifier, ("add-function", "multiply-function"))
+        assert e2e.wait_end(issue_id) == "timed_out"
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
+        report = e2e.report(issue_id)
+        assert "ran longer than its 6s limit" in report
+        rows = e2e.subtask_rows(issue_id)
+        assert rows["add-function"][0] == rows["multiply-function"][0] == "timed_out"
+        for child in world.linear.store.children_of(issue_id):
+            assert e2e.state_name(child) != "Done"
+            assert "timed out" in row_of(report, child.identifier)[2]
+        for key in ("cli", "unit-tests", "review"):  # nothing started after the deadline
+            assert e2e.agent_calls(identifier, key) == []
+
+
 def docs_subtask() -> dict[str, Any]:
     return {
         "key": "docs",
