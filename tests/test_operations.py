@@ -103,12 +103,17 @@ def test_drain_stops_local_agents_within_the_limit_and_work_resumes(tmp_path: Pa
 
 
 def _agent_pgids(state_dir: Path) -> list[int]:
+    """The process groups of fake agents working in this daemon's worktrees (only theirs:
+    other tests' agents on the same machine are none of this test's business)."""
     out = subprocess.run(["pgrep", "-f", "fake_claude.py"], capture_output=True, text=True)
     pgids = []
     for pid in out.stdout.split():
         try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            if not cwd.is_relative_to(state_dir.resolve()):
+                continue
             pgids.append(os.getpgid(int(pid)))
-        except ProcessLookupError:
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
             continue
     return sorted(set(pgids))
 
