@@ -1,8 +1,9 @@
 """The starlette application: routes, lifespan, health and metrics.
 
 ``build_app(settings)`` wires the adapters; the lifespan opens the database, launches DBOS
-(resuming this executor's unfinished workflows), starts the intake writer and the outbox
-dispatcher, and on shutdown stops taking webhooks (503) before tearing them down.
+(resuming this executor's unfinished workflows), starts the intake writer, the outbox
+dispatcher and the daily cost summary check, and on shutdown stops taking webhooks (503)
+before tearing them down.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_worker import runtime, services
+from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
 from edge_worker.orchestration.dispatch import Dispatcher
@@ -154,6 +156,11 @@ def build_app(settings: Settings) -> Starlette:
         )
         state.dispatcher.start()
         state.dispatcher.wake.set()  # pick up anything committed before a crash
+        state.tasks.append(
+            asyncio.create_task(
+                run_daily_summaries(settings.budget.timezone), name="daily-cost-summary"
+            )
+        )
         log.info(
             "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
         )
@@ -161,6 +168,9 @@ def build_app(settings: Settings) -> Starlette:
             yield
         finally:
             state.draining = True
+            for task in state.tasks:
+                task.cancel()
+            await asyncio.gather(*state.tasks, return_exceptions=True)
             await state.dispatcher.stop()
             state.writer.close()
             # DBOS first, so what the killed runs return is not checkpointed as their

@@ -54,6 +54,7 @@ def configure_dbos(settings: Settings) -> DBOS:
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
     }
+    import edge_worker.costs.daily_workflow  # registers the daily cost summary
     import edge_worker.orchestration.workflows  # noqa: F401  (registers workflows)
 
     return DBOS(config=config)  # type: ignore[arg-type]

@@ -27,8 +27,8 @@ from edge_worker.costs.ledger import (
     utc_now,
     zone_for,
 )
-from edge_worker.costs.money import Total, plural
-from edge_worker.costs.summary import CostLine, group_rows, issue_totals
+from edge_worker.costs.money import plural
+from edge_worker.costs.summary import CostLine, group_rows, issue_totals, rows_total
 from edge_worker.settings import Settings
 from edge_worker.storage.db import create_engine_for
 
@@ -179,7 +179,7 @@ def render_table(rows: list[LedgerRow], scope: str, timezone: str) -> str:
             ISSUE_TOTAL_LINE.format(issue=item.issue_identifier, total=item.total.format())
             for item in per_issue
         ]
-    total = Total.sum(row.total for row in rows)
+    total = rows_total(rows)
     text.append(
         TOTAL_LINE.format(total=total.format(), entries=plural(len(rows), "entry", "entries"))
     )
@@ -206,7 +206,7 @@ def _as_json(
         "timezone": timezone,
         "day": None if day is None else day.isoformat(),
         "issue": issue,
-        "total": Total.sum(row.total for row in rows).to_json(),
+        "total": rows_total(rows).to_json(),
         "issues": [
             {"issue_id": item.issue_id, "issue_identifier": item.issue_identifier}
             | item.total.to_json()

@@ -2,7 +2,10 @@
 
 Contract: :func:`group_rows` folds entries into one :class:`CostLine` per issue, sub-task,
 executor and model (first-seen order), summing tokens and money exactly and keeping the
-unpriced parts counted; :func:`issue_totals` gives one total per issue.
+unpriced parts counted; :func:`issue_totals` gives one total per issue,
+:func:`executor_totals` one per executor, and :func:`rows_total` the grand total. The
+``edge-worker costs`` command and the daily summary line both count with these functions,
+so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -75,3 +78,17 @@ def issue_totals(rows: Iterable[LedgerRow]) -> list[IssueTotal]:
         item = totals.setdefault(row.issue_id, IssueTotal(row.issue_id, row.issue_identifier))
         item.total = item.total + row.total
     return list(totals.values())
+
+
+def executor_totals(rows: Iterable[LedgerRow]) -> dict[str, Total]:
+    """One total per executor (``claude-code``, ``codex``, ``codegen``, the planner's...),
+    keyed by the executor's name in first-seen order."""
+    totals: dict[str, Total] = {}
+    for row in rows:
+        totals[row.executor] = totals.get(row.executor, Total()) + row.total
+    return totals
+
+
+def rows_total(rows: Iterable[LedgerRow]) -> Total:
+    """Everything in ``rows``: the exact priced USD plus the count of unpriced parts."""
+    return Total.sum(row.total for row in rows)
