@@ -226,3 +226,20 @@ def test_an_unreachable_database_is_reported_without_its_password(clock: FakeClo
     assert (code, out) == (EXIT_UNREADABLE, "")
     assert "cannot read the cost ledger at" in err and "127.0.0.1:1" in err
     assert "s3cret" not in err
+
+
+def test_verification_without_a_model_is_labelled_as_verification(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
+    engine = sqlite_engine(tmp_path / "state" / "edge-worker.sqlite")
+    ledger = Ledger(engine, "Europe/Berlin", clock)
+    assert ledger.record(entry("run:parser", usd="0.12", tokens=(100, 0, 10)))
+    assert ledger.record(entry("verify:parser", kind="verification", model=None, usd="0"))
+    engine.dispose()
+
+    code, out, _ = run(settings, clock, day="2025-03-10")
+
+    assert code == EXIT_OK
+    rows = [line.split() for line in out.splitlines() if line.startswith("ENG-1")]
+    assert [row[3] for row in rows] == ["claude-sonnet-4-5", "(verification)"]
+    assert rows[1][-1] == "$0.00"

@@ -46,6 +46,7 @@ BAD_DAY = "error: --day must be a date like 2025-01-31, 'today' or 'yesterday', 
 BAD_TIMEZONE = "error: EDGE_WORKER_BUDGET__TIMEZONE: {problem}"
 UNREADABLE = "error: cannot read the cost ledger at {url}: {problem}"
 
+VERIFICATION_LABEL = "(verification)"
 COLUMNS = ("ISSUE", "SUB-TASK", "EXECUTOR", "MODEL", "ATTEMPTS", "INPUT", "CACHED", "OUTPUT", "USD")
 RIGHT_ALIGNED = frozenset({"ATTEMPTS", "INPUT", "CACHED", "OUTPUT", "USD"})
 
@@ -142,12 +143,20 @@ def _count(value: int) -> str:
     return f"{value:,}"
 
 
+def _model_label(line: CostLine) -> str:
+    """The model, or what the entries were when no model was involved: a verification
+    run where the work lives (local commands cost nothing) reads as such, not as ``-``."""
+    if line.model:
+        return line.model
+    return VERIFICATION_LABEL if line.kinds == {"verification"} else "-"
+
+
 def _cells(line: CostLine) -> tuple[str, ...]:
     return (
         line.issue_identifier,
         line.subtask_label,
         line.executor,
-        line.model or "-",
+        _model_label(line),
         str(len(line.attempts)),
         _count(line.usage.input_tokens),
         _count(line.usage.cached_input_tokens),
