@@ -19,7 +19,6 @@ from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_r
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import as_positional
-from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.settings import ClaudeSettings
 
 
@@ -56,27 +55,10 @@ def claude_argv(
     return argv
 
 
-class ClaudeCodeExecutor(LocalCliExecutor):
+class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
     """The Claude Code CLI behind the executor protocol."""
 
     name = "claude-code"
-
-    def __init__(
-        self,
-        settings: ClaudeSettings,
-        worktrees: WorktreeManager,
-        *,
-        verification_timeout_seconds: float = 600.0,
-    ) -> None:
-        super().__init__(
-            binary=settings.binary,
-            worktrees=worktrees,
-            pass_env=settings.pass_env,
-            timeout_seconds=settings.timeout_seconds,
-            kill_grace_seconds=settings.kill_grace_seconds,
-            verification_timeout_seconds=verification_timeout_seconds,
-        )
-        self.settings = settings
 
     def build_argv(
         self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None

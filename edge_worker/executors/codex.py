@@ -43,7 +43,7 @@ def codex_argv(
     return [*argv, as_positional(prompt)]
 
 
-class CodexExecutor(LocalCliExecutor):
+class CodexExecutor(LocalCliExecutor[CodexSettings]):
     """The Codex CLI behind the executor protocol."""
 
     name = "codex"
@@ -57,14 +57,8 @@ class CodexExecutor(LocalCliExecutor):
         verification_timeout_seconds: float = 600.0,
     ) -> None:
         super().__init__(
-            binary=settings.binary,
-            worktrees=worktrees,
-            pass_env=settings.pass_env,
-            timeout_seconds=settings.timeout_seconds,
-            kill_grace_seconds=settings.kill_grace_seconds,
-            verification_timeout_seconds=verification_timeout_seconds,
+            settings, worktrees, verification_timeout_seconds=verification_timeout_seconds
         )
-        self.settings = settings
         self.pricer = pricer
 
     def build_argv(

@@ -32,7 +32,7 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -86,26 +86,40 @@ class _LiveRun:
             log.exception("local_cli.progress_failed", run_id=self.handle.run_id)
 
 
-class LocalCliExecutor(abc.ABC):
+class CliSettings(Protocol):
+    """What every local CLI's settings say (``ClaudeSettings``, ``CodexSettings``)."""
+
+    @property
+    def binary(self) -> str: ...
+    @property
+    def pass_env(self) -> list[str]: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def kill_grace_seconds(self) -> float: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=CliSettings)
+
+
+class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     """A local agent CLI behind the executor protocol; subclasses say how to call it."""
 
     name: str
 
     def __init__(
         self,
-        *,
-        binary: str,
+        settings: SettingsT,
         worktrees: WorktreeManager,
-        pass_env: list[str],
-        timeout_seconds: float,
-        kill_grace_seconds: float,
+        *,
         verification_timeout_seconds: float = 600.0,
     ) -> None:
-        self.binary = binary
+        self.settings = settings
+        self.binary = settings.binary
         self.worktrees = worktrees
-        self.pass_env = list(pass_env)
-        self.timeout_seconds = timeout_seconds
-        self.kill_grace_seconds = kill_grace_seconds
+        self.pass_env = list(settings.pass_env)
+        self.timeout_seconds = settings.timeout_seconds
+        self.kill_grace_seconds = settings.kill_grace_seconds
         self.verification_timeout_seconds = verification_timeout_seconds
         self._live: dict[str, _LiveRun] = {}
 
