@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -124,6 +125,7 @@ def _insert_sql(dialect: str) -> str:
 
 
 _Item = tuple[EventRecord, asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
+_Result = tuple["asyncio.Future[Outcome]", Outcome | Exception]
 
 
 class IntakeWriter:
@@ -137,6 +139,7 @@ class IntakeWriter:
         self._insert = _insert_sql(self._dialect)
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._conn: Any = None  # the writer thread's own DB-API connection
         self._thread.start()
 
     def on_commit(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
@@ -156,80 +159,106 @@ class IntakeWriter:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(batch)
+                if stop:
+                    return
+        finally:
+            if self._conn is not None:
+                self._conn.close()  # back to the pool, for the engine to dispose of
 
     def _commit(self, batch: list[_Item]) -> None:
         try:
             outcomes = self._write(batch)
         except _STORE_ERRORS as exc:
+            self._drop_connection()
             if len(batch) > 1:
                 for item in batch:  # isolate the failing row; the rest still commit
                     self._commit([item])
                 return
             log.error("intake store cannot commit", error=type(exc).__name__)
             _record, loop, future = batch[0]
-            loop.call_soon_threadsafe(
-                _resolve, future, StoreUnavailable(f"database error: {type(exc).__name__}")
-            )
+            failure: list[_Result] = [
+                (future, StoreUnavailable(f"database error: {type(exc).__name__}"))
+            ]
+            loop.call_soon_threadsafe(_resolve_all, failure)
             return
-        acted = False
+        # One wake-up per event loop for the whole batch, not one per delivery: each
+        # call_soon_threadsafe is a write to the loop's self-pipe and a read on the other side.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
         for (_record, loop, future), outcome in zip(batch, outcomes, strict=True):
-            acted = acted or outcome == "accepted"
-            loop.call_soon_threadsafe(_resolve, future, outcome)
-        if acted:
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, results in by_loop.items():
+            loop.call_soon_threadsafe(_resolve_all, results)
+        if "accepted" in outcomes:
             for loop, event in self._listeners:
                 loop.call_soon_threadsafe(event.set)
 
+    def _connection(self) -> Any:
+        """The writer's own DB-API connection, opened on first use and kept.
+
+        Checking a connection out of the pool and back in (with its reset) for every batch
+        cost more than the insert itself; after a database error the connection is dropped
+        and the next batch opens a fresh one.
+        """
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*_STORE_ERRORS):
+                conn.invalidate()
+
     def _write(self, batch: list[_Item]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        with self._engine.connect() as conn:
-            raw = conn.connection
-            cursor = raw.cursor()
-            try:
-                for record, _loop, _future in batch:
-                    row = record.row()
-                    if self._dialect == "sqlite":  # stored as SQLAlchemy stores DateTime
-                        row["received_at"] = row["received_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
-                    cursor.execute(self._insert, row)
-                    if cursor.fetchone() is None:
-                        outcomes.append("duplicate")
-                    elif record.decision == "ignore":
-                        outcomes.append("ignored")
-                    else:
-                        outcomes.append("accepted")
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cursor.close()
+        raw = self._connection()
+        cursor = raw.cursor()
+        try:
+            for record, _loop, _future in batch:
+                row = record.row()
+                if self._dialect == "sqlite":  # stored as SQLAlchemy stores DateTime
+                    row["received_at"] = row["received_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+                cursor.execute(self._insert, row)
+                if cursor.fetchone() is None:
+                    outcomes.append("duplicate")
+                elif record.decision == "ignore":
+                    outcomes.append("ignored")
+                else:
+                    outcomes.append("accepted")
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
         return outcomes
 
 
-def _resolve(future: asyncio.Future[Outcome], value: Outcome | Exception) -> None:
-    if future.done():
-        return
-    if isinstance(value, Exception):
-        future.set_exception(value)
-    else:
-        future.set_result(value)
+def _resolve_all(results: list[_Result]) -> None:
+    for future, value in results:
+        if future.done():
+            continue
+        if isinstance(value, Exception):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
 
 
 def pending_dispatch(conn: sa.Connection, limit: int = 100) -> list[sa.Row[Any]]:
