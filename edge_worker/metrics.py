@@ -57,7 +57,13 @@ def observe_rate_limit(snapshot: RateLimitSnapshot) -> None:
         LINEAR_HEADROOM.set(snapshot.requests_remaining)
 
 
+_WEBHOOKS_BY_RESULT: dict[str, Counter] = {}
+
+
 def observe_intake(result: str, seconds: float) -> None:
     """Count one answered delivery and its latency."""
-    WEBHOOKS.labels(result=result).inc()
+    counter = _WEBHOOKS_BY_RESULT.get(result)
+    if counter is None:  # labels() takes a lock and builds a key on every call
+        counter = _WEBHOOKS_BY_RESULT[result] = WEBHOOKS.labels(result=result)
+    counter.inc()
     INTAKE_LATENCY.observe(seconds)

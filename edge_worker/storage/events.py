@@ -78,19 +78,20 @@ class EventRecord:
     issue_identifier: str | None = None
     detail: dict[str, Any] | None = None
 
-    def row(self) -> dict[str, Any]:
-        return {
-            "delivery_id": self.delivery_id,
-            "dedupe_key": self.dedupe_key,
-            "event_type": self.event_type,
-            "action": self.action,
-            "decision": self.decision,
-            "reason": self.reason[:500],
-            "issue_id": self.issue_id,
-            "issue_identifier": self.issue_identifier,
-            "detail": json.dumps(self.detail) if self.detail is not None else None,
-            "received_at": datetime.now(UTC),
-        }
+    def row(self, received_at: object) -> tuple[Any, ...]:
+        """The row's values in :data:`_COLUMNS` order (positional: cheaper to bind)."""
+        return (
+            self.delivery_id,
+            self.dedupe_key,
+            self.event_type,
+            self.action,
+            self.decision,
+            self.reason[:500],
+            self.issue_id,
+            self.issue_identifier,
+            json.dumps(self.detail) if self.detail is not None else None,
+            received_at,
+        )
 
 
 _COLUMNS = (
@@ -114,10 +115,7 @@ def _insert_sql(dialect: str) -> str:
     SQL expression layer's per-row overhead, paid under the GIL, was the intake's ceiling.
     """
     names = ", ".join(_COLUMNS)
-    if dialect == "postgresql":
-        values = ", ".join(f"%({c})s" for c in _COLUMNS)
-    else:
-        values = ", ".join(f":{c}" for c in _COLUMNS)
+    values = ", ".join(["%s" if dialect == "postgresql" else "?"] * len(_COLUMNS))
     return (
         f"INSERT INTO {webhook_events.name} ({names}) VALUES ({values}) "
         "ON CONFLICT DO NOTHING RETURNING seq"
@@ -231,11 +229,11 @@ class IntakeWriter:
         raw = self._connection()
         cursor = raw.cursor()
         try:
+            now = datetime.now(UTC)
+            # On SQLite, stored the way SQLAlchemy stores a DateTime, so its reads parse it.
+            received_at = now.strftime("%Y-%m-%d %H:%M:%S.%f") if self._dialect == "sqlite" else now
             for record, _loop, _future in batch:
-                row = record.row()
-                if self._dialect == "sqlite":  # stored as SQLAlchemy stores DateTime
-                    row["received_at"] = row["received_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
-                cursor.execute(self._insert, row)
+                cursor.execute(self._insert, record.row(received_at))
                 if cursor.fetchone() is None:
                     outcomes.append("duplicate")
                 elif record.decision == "ignore":

@@ -10,12 +10,12 @@ classified and committed, and only then answered 200 with ``accepted``, ``duplic
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
+from pydantic_core import from_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -78,33 +78,33 @@ class WebhookIntake:
 
     async def __call__(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
-        response = await self._handle(request)
+        response, result = await self._handle(request)
         if self._on_result is not None:
-            result = response.headers.get("x-edge-worker-result", str(response.status_code))
             self._on_result(result, time.perf_counter() - started)
         return response
 
-    async def _handle(self, request: Request) -> JSONResponse:
+    async def _handle(self, request: Request) -> tuple[JSONResponse, str]:
+        """The answer, and the result it is counted under (an outcome or the status)."""
         delivery = request.headers.get("linear-delivery", "")
         if self._is_draining():
             response = _refuse(503, delivery, "draining: shutting down")
             response.headers["retry-after"] = "30"
-            return response
+            return response, "503"
         try:
             body = await read_capped(request, self._max_body)
         except BodyTooLarge:
-            return _refuse(413, delivery, f"body larger than {self._max_body} bytes")
+            return _refuse(413, delivery, f"body larger than {self._max_body} bytes"), "413"
         if not signature_matches(self._secret, body, request.headers.get("linear-signature")):
-            return _refuse(401, delivery, "bad or missing Linear-Signature")
+            return _refuse(401, delivery, "bad or missing Linear-Signature"), "401"
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _refuse(400, delivery, "body is not JSON")
+            payload = from_json(body)  # pydantic's parser: half the time of json.loads here
+        except ValueError:
+            return _refuse(400, delivery, "body is not JSON"), "400"
         if not isinstance(payload, dict):
-            return _refuse(400, delivery, "body is not a JSON object")
+            return _refuse(400, delivery, "body is not a JSON object"), "400"
         stamp = event_timestamp_ms(payload, request.headers.get("linear-timestamp"))
         if problem := freshness_problem(stamp, self._clock() * 1000.0, self._tolerance):
-            return _refuse(401, delivery, problem)
+            return _refuse(401, delivery, problem), "401"
         if not delivery:
             delivery = "sha256:" + hashlib.sha256(body).hexdigest()
         decision = classify(payload, self._rules)
@@ -119,14 +119,11 @@ class WebhookIntake:
                 issue_id=decision.issue_id,
                 issue_identifier=decision.issue_identifier,
             )
-        with structlog.contextvars.bound_contextvars(
-            delivery_id=delivery, issue=decision.issue_identifier or decision.issue_id
-        ):
-            return await self._store(delivery, payload, decision)
+        return await self._store(delivery, payload, decision)
 
     async def _store(
         self, delivery: str, payload: dict[str, Any], decision: Decision
-    ) -> JSONResponse:
+    ) -> tuple[JSONResponse, str]:
         record = EventRecord(
             delivery_id=delivery,
             decision=decision.kind.value,
@@ -141,17 +138,21 @@ class WebhookIntake:
         try:
             outcome = await self._writer.submit(record)
         except StoreUnavailable as exc:
-            response = _refuse(503, delivery, f"store unavailable: {exc}")
-            response.headers["x-edge-worker-result"] = "store_unavailable"
-            return response
+            return _refuse(503, delivery, f"store unavailable: {exc}"), "store_unavailable"
+        # The delivery id and issue are passed, not bound with contextvars: this is the only
+        # line in the path, and binding cost more than the rest of the logging at load.
         log.info(
-            "webhook stored", outcome=outcome, decision=decision.kind.value, reason=decision.reason
+            "webhook stored",
+            delivery_id=delivery,
+            issue=decision.issue_identifier or decision.issue_id,
+            outcome=outcome,
+            decision=decision.kind.value,
+            reason=decision.reason,
         )
         response = JSONResponse(
             {"status": outcome, "decision": decision.kind.value, "reason": decision.reason}
         )
-        response.headers["x-edge-worker-result"] = outcome
-        return response
+        return response, outcome
 
 
 def _detail(decision: Decision) -> dict[str, Any]:
