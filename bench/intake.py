@@ -237,7 +237,7 @@ def main() -> int:
         default=5.0,
         help="seconds to wait after the warm-up before measuring",
     )
-    parser.add_argument("--trials", type=int, default=1, help="repeat; the median is reported")
+    parser.add_argument("--trials", type=int, default=3, help="repeat; the median is reported")
     parser.add_argument(
         "--linear",
         choices=("held", "closed"),
