@@ -188,3 +188,70 @@ def test_health_and_readiness(daemon: Daemon) -> None:
 
     assert httpx.get(daemon.url + "/healthz").json() == {"status": "alive"}
     assert httpx.get(daemon.url + "/readyz").json() == {"status": "ready"}
+
+
+def test_a_concurrent_burst_gets_its_own_answer_each_and_no_row_twice(daemon: Daemon) -> None:
+    """Deliveries answered from one group commit each get their own outcome."""
+    import asyncio
+
+    import httpx
+
+    sends: list[tuple[str, bytes, str]] = []  # (expectation group, body, delivery id)
+    for i in range(30):  # the same delivery twice, at once
+        body = json.dumps(p.issue_assigned(f"iss-b{i}", AGENT, identifier=f"ENG-{500 + i}"))
+        sends += [(f"same-delivery-{i}", body.encode(), f"d-burst-{i}")] * 2
+    for i in range(10):  # the same assignment under two delivery ids, at once
+        body = json.dumps(p.issue_assigned(f"iss-c{i}", AGENT, identifier=f"ENG-{600 + i}"))
+        sends += [(f"same-change-{i}", body.encode(), f"d-change-{i}-{n}") for n in (1, 2)]
+    for i in range(10):
+        body = json.dumps({"type": "Cycle", "action": "create", "webhookTimestamp": p.now_ms()})
+        sends.append(("ignored", body.encode(), f"d-cycle-{i}"))
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(sends))
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        daemon.url + "/webhooks/linear",
+                        content=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Linear-Delivery": delivery,
+                            "Linear-Signature": sign(SECRET.encode(), body),
+                        },
+                    )
+                    for _group, body, delivery in sends
+                )
+            )
+
+    responses = asyncio.run(burst())
+    assert {r.status_code for r in responses} == {200}
+    outcomes: dict[str, list[str]] = {}
+    for (group, _body, _delivery), response in zip(sends, responses, strict=True):
+        outcomes.setdefault(group, []).append(response.json()["status"])
+    for group, seen in outcomes.items():
+        if group == "ignored":
+            assert seen == ["ignored"] * 10
+        else:
+            assert sorted(seen) == ["accepted", "duplicate"], group
+    stored = rows(daemon.sqlite_path, "issue_id LIKE 'iss-b%' OR issue_id LIKE 'iss-c%'")
+    assert len(stored) == 40  # one row per issue, whatever the delivery ids
+    assert len(rows(daemon.sqlite_path, "delivery_id LIKE 'd-cycle-%'")) == 10
+    # Each answer's log line names its own delivery and issue.
+    logged = wait_for(
+        lambda: (
+            (
+                lines := [
+                    json.loads(line)
+                    for line in daemon.log_text().splitlines()
+                    if '"webhook stored"' in line and "d-burst-" in line
+                ]
+            )
+            and len(lines) == 60
+            and lines
+        )
+    )
+    for line in logged:
+        number = int(line["delivery_id"].removeprefix("d-burst-"))
+        assert line["issue"] == f"ENG-{500 + number}"
