@@ -157,6 +157,9 @@ class Repository(BaseModel):
     id: str
     path: Path | None = None
     base_branch: str = "main"
+    remote: str = "origin"
+    """The git remote Codegen pushes its pull request branches to (fetched for local
+    sub-tasks that depend on cloud work)."""
     codegen_repo_id: int | None = None
     team_keys: list[str] = []
     labels: list[str] = []

@@ -252,7 +252,6 @@ def test_report_costs_command_and_metrics_agree_to_the_cent(tmp_path: Path) -> N
     """Tried as a new user would: run an issue, then read the report comment, run
     ``edge-worker costs`` (table and JSON) and scrape ``/metrics``."""
     with SandboxWorld(tmp_path / "world") as world:
-        world.tasks["review"] = solved_runs("review", also=KEYS[:4])  # local, after the cloud
         issue_id = world.new_issue()
         env = {
             "EDGE_WORKER_STRATEGY": "hybrid-smart",

@@ -89,8 +89,6 @@ def test_five_subtasks_under_each_strategy(strategy: str, tmp_path: Path) -> Non
     settings, expected = STRATEGIES[strategy]
     plan = strategy_plan()
     with SandboxWorld(tmp_path / "world", plan=copy.deepcopy(plan)) as world:
-        # A local sub-task finds no cloud work in its worktree: its agent writes it all.
-        world.tasks["review"] = solved_runs("review", also=KEYS[:4])
         issue_id = world.new_issue()
         with running(world, tmp_path / "state", EDGE_WORKER_STRATEGY=strategy, **settings) as e2e:
             e2e.assign(issue_id)

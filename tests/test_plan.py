@@ -11,6 +11,7 @@ import pytest
 from edge_worker.orchestration.plan import (
     Plan,
     PlanError,
+    dependencies_of,
     dependents_of,
     plan_json_schema,
     topological_layers,
@@ -216,6 +217,18 @@ def test_dependents_of_is_transitive_and_in_plan_order() -> None:
     assert dependents_of(graph, "d") == []
     with pytest.raises(KeyError):
         dependents_of(graph, "missing")
+
+
+def test_dependencies_of_is_transitive_and_in_plan_order() -> None:
+    graph = validate_plan(
+        plan(task("x"), task("a"), task("b", "a"), task("c", "b", "x"), task("d", "x")),
+        max_subtasks=8,
+    )
+    assert [s.key for s in dependencies_of(graph, "c")] == ["x", "a", "b"]
+    assert [s.key for s in dependencies_of(graph, "d")] == ["x"]
+    assert dependencies_of(graph, "a") == []
+    with pytest.raises(KeyError):
+        dependencies_of(graph, "missing")
 
 
 def test_the_json_schema_is_self_contained_and_describes_the_format() -> None:

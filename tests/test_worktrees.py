@@ -13,6 +13,7 @@ from edge_worker.executors.worktrees import (
     branch_name,
     safe_name,
 )
+from edge_worker.sandbox.demo_plan import add_origin, push_branch
 from tests.support.local_agents import git, init_repo
 
 DAY = 86400.0
@@ -198,3 +199,28 @@ def test_names_are_made_safe_for_git_and_the_file_system(repo: Path) -> None:
 async def test_a_missing_base_branch_is_a_clear_error(repo: Path, manager: WorktreeManager) -> None:
     with pytest.raises(WorktreeError, match="no-such-branch"):
         await manager.ensure(repo, "ENG-42", "api", "no-such-branch")
+
+
+async def test_a_cloud_dependencys_branch_is_fetched_from_the_remote_and_merged(
+    repo: Path, manager: WorktreeManager, tmp_path: Path
+) -> None:
+    origin = add_origin(repo, tmp_path / "origin.git")
+    push_branch(origin, "codegen-bot/api-7", {"api.py": "def api(): ...\n"})
+    push_branch(origin, "codegen-bot/db-8", {"db.py": "def db(): ...\n"})
+    assert "codegen-bot/api-7" not in git(repo, "branch", "-a")  # only on the remote
+
+    worktree = await manager.ensure(
+        repo, "ENG-9", "review", "main", fetch=["codegen-bot/api-7", "codegen-bot/db-8"]
+    )
+
+    assert (worktree.path / "api.py").read_text() == "def api(): ...\n"
+    assert (worktree.path / "db.py").is_file()
+    assert git(worktree.path, "status", "--porcelain") == ""
+
+
+async def test_a_branch_missing_on_the_remote_is_a_clear_error(
+    repo: Path, manager: WorktreeManager, tmp_path: Path
+) -> None:
+    add_origin(repo, tmp_path / "origin.git")
+    with pytest.raises(WorktreeError, match="cannot fetch branch codegen-bot/gone-1 from origin"):
+        await manager.ensure(repo, "ENG-9", "review", "main", fetch=["codegen-bot/gone-1"])

@@ -74,6 +74,10 @@ class Task(BaseModel):
     base_branch: str = "main"
     merge_branches: list[str] = []
     """Branches of finished dependencies to merge into a new local worktree."""
+    fetch_branches: list[str] = []
+    """Branches on the repository's ``remote`` (pull requests of finished cloud
+    dependencies) to fetch and merge into a new local worktree."""
+    remote: str = "origin"
     role_prompt: str = ""
     limits: TaskLimits = TaskLimits()
     attempt: int = 1

@@ -223,6 +223,8 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             task.key,
             task.base_branch,
             task.merge_branches,
+            task.fetch_branches,
+            task.remote,
         )
 
     async def _launch(

@@ -8,6 +8,8 @@ Contract:
   worktree elsewhere (another daemon on this host ran the sub-task and was lost, and its
   workflow was recovered here), that worktree is moved here, uncommitted work and all:
   the workflow queue gives a sub-task to one executor at a time, so its branch is ours.
+  A new worktree gets the branches of its dependencies merged in: local ones by name, and
+  a cloud dependency's pull request branch fetched from the repository's remote first.
 - :meth:`WorktreeManager.release` after the run: on success the worktree is removed and the
   branch kept (it holds the work); anything the agent left uncommitted is committed first so
   nothing is lost. On failure the worktree is kept and stamped with the time, for a human
@@ -121,12 +123,16 @@ class WorktreeManager:
         key: str,
         base_branch: str,
         merge: Sequence[str] = (),
+        fetch: Sequence[str] = (),
+        remote: str = "origin",
     ) -> Worktree:
         """The sub-task's worktree, created from ``base_branch`` or reused if present.
 
-        A new branch also gets ``merge`` (the branches of the sub-tasks it depends on)
-        merged in, so dependent work starts from what its dependencies produced; a merge
-        conflict raises :class:`WorktreeError` naming the branch.
+        A new branch also gets ``merge`` (local branches of the sub-tasks it depends on)
+        and ``fetch`` (branches on ``remote``: pull requests of cloud sub-tasks it depends
+        on, fetched first) merged in, so dependent work starts from what its dependencies
+        produced. A branch that cannot be fetched or merged raises :class:`WorktreeError`
+        naming it.
         """
         repository = repository.resolve()
         path = self.path_for(repository, issue_identifier, key)
@@ -158,9 +164,22 @@ class WorktreeManager:
                 await git("worktree", "add", str(path), branch, cwd=repository)
             else:
                 await git("worktree", "add", "-b", branch, str(path), base_branch, cwd=repository)
-                await self._merge(path, merge)
+                fetched = await self._fetch(repository, remote, fetch)
+                await self._merge(path, [*merge, *fetched])
             log.info("worktree.created", path=str(path), branch=branch, base=base_branch)
             return Worktree(path=path, branch=branch, repository=repository)
+
+    async def _fetch(self, repository: Path, remote: str, branches: Sequence[str]) -> list[str]:
+        """Fetch ``branches`` from ``remote``; returns the refs to merge."""
+        refs = []
+        for name in branches:
+            ref = f"refs/remotes/{remote}/{name}"
+            try:
+                await git("fetch", "--quiet", remote, f"+refs/heads/{name}:{ref}", cwd=repository)
+            except WorktreeError as exc:
+                raise WorktreeError(f"cannot fetch branch {name} from {remote}: {exc}") from exc
+            refs.append(ref)
+        return refs
 
     async def _merge(self, path: Path, branches: Sequence[str]) -> None:
         identity = ["-c", "user.name=edge-worker", "-c", "user.email=edge-worker@localhost"]

@@ -238,6 +238,22 @@ def dependents_of(plan: Plan, key: str) -> list[Subtask]:
     return [subtask for subtask in plan.subtasks if subtask.key in affected - {key}]
 
 
+def dependencies_of(plan: Plan, key: str) -> list[Subtask]:
+    """Every sub-task ``key`` depends on directly or transitively, in plan order.
+
+    Raises :class:`KeyError` for a key the plan does not have.
+    """
+    needed = set(plan.subtask(key).depends_on)
+    changed = True
+    while changed:
+        changed = False
+        for subtask in plan.subtasks:
+            if subtask.key in needed and not needed.issuperset(subtask.depends_on):
+                needed.update(subtask.depends_on)
+                changed = True
+    return [subtask for subtask in plan.subtasks if subtask.key in needed]
+
+
 def _parse(raw: object) -> Plan:
     if isinstance(raw, Plan):
         return raw

@@ -45,7 +45,7 @@ from edge_worker.orchestration import steps, texts
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.follow_ups import REOPENABLE, Named, named_subtasks
-from edge_worker.orchestration.plan import Plan, Subtask
+from edge_worker.orchestration.plan import Plan, Subtask, dependencies_of
 from edge_worker.orchestration.progress import (
     Progress,
     TaskRecord,
@@ -813,6 +813,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     child_id = f"{o.workflow_id}-{subtask.key}-{n}"
     repo = o.trigger.get("_repository") or {}
     role_prompt = await steps.role_prompt_step(subtask.role)
+    ancestors = [o.progress.tasks[d.key] for d in dependencies_of(o.progress.plan, subtask.key)]
     task = Task(
         issue_id=o.issue_id,
         issue_identifier=o.identifier,
@@ -828,14 +829,21 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         repository_path=str(repo["path"]) if repo.get("path") else None,
         codegen_repo_id=repo.get("codegen_repo_id"),
         base_branch=repo.get("base_branch") or "main",
-        # Only local branches can be merged into a local worktree: a cloud dependency's
-        # work lives in its pull request on the remote.
+        # A local dependency's branch is in the repository; a cloud dependency's work is
+        # its pull request's branch on the remote, fetched when the worktree is made. All
+        # ancestors, not only direct ones: a cloud run starts from the base branch, so its
+        # pull request does not carry the work it depended on.
         merge_branches=[
             branch
-            for dep in subtask.depends_on
-            if o.progress.tasks[dep].executor in LOCAL_EXECUTORS
-            and (branch := o.progress.tasks[dep].branch) is not None
+            for dep in ancestors
+            if dep.executor in LOCAL_EXECUTORS and (branch := dep.branch) is not None
         ],
+        fetch_branches=[
+            branch
+            for dep in ancestors
+            if dep.executor not in LOCAL_EXECUTORS and (branch := dep.branch) is not None
+        ],
+        remote=repo.get("remote") or "origin",
         role_prompt=role_prompt,
         limits=TaskLimits(
             wall_clock_seconds=o.settings.claude.timeout_seconds,

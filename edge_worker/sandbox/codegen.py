@@ -18,6 +18,9 @@ Contract:
   ``calls_per_30_seconds`` other calls per 30 s, by ``clock``; beyond them 429 with
   ``Retry-After``. :meth:`CodegenStandIn.fail_next` scripts errors on demand (429, 402,
   500, ...); ``quota_exhausted`` makes every creation 402.
+- When a run's pull request appears, :attr:`CodegenStandIn.on_pull_request` (if set) is
+  called with the sub-task key and the head branch: the world uses it to push that branch
+  to a git remote, as Codegen's agent pushes its work to GitHub.
 - Every request is recorded in :attr:`CodegenStandIn.calls` (also served as JSON at
   ``GET /_sandbox/calls``) with the ``clock`` time it arrived.
 """
@@ -172,6 +175,7 @@ class CodegenStandIn:
         self._failures: dict[Endpoint, deque[tuple[int, float | None]]] = {}
         self._admitted: dict[str, deque[float]] = {"create": deque(), "call": deque()}
         self._lock = threading.Lock()
+        self.on_pull_request: Callable[[str, str], None] | None = None
         self.app = self._build_app()
 
     # -- scripting -------------------------------------------------------------------------
@@ -428,13 +432,16 @@ class CodegenStandIn:
             for n in range(run.script.pull_requests):
                 number = len(run.pull_requests) + n + 1
                 key = (run.metadata or {}).get("subtask_key", run.id)
+                branch = f"codegen-bot/{key}-{run.id}"
+                if self.on_pull_request is not None:
+                    self.on_pull_request(str(key), branch)
                 run.pull_requests.append(
                     {
                         "id": run.id * 100 + number,
                         "title": f"Codegen: {key}",
                         "url": f"https://github.com/example/app/pull/{run.id * 100 + number}",
                         "created_at": dt.datetime.now(dt.UTC).isoformat(),
-                        "head_branch_name": f"codegen-bot/{key}-{run.id}",
+                        "head_branch_name": branch,
                     }
                 )
         return statuses[index]

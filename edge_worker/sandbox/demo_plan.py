@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -255,15 +256,37 @@ def write_files(root: Path, files: dict[str, str]) -> None:
         path.write_text(text)
 
 
+_IDENTITY = ["-c", "user.name=edge-worker demo", "-c", "user.email=demo@edge-worker.invalid"]
+
+
+def _git(*argv: str, cwd: Path) -> None:
+    subprocess.run(["git", *argv], cwd=cwd, check=True, capture_output=True)
+
+
+def add_origin(repository: Path, origin: Path) -> Path:
+    """Give ``repository`` a bare clone at ``origin`` as its remote ``origin``."""
+    _git("clone", "-q", "--bare", str(repository), str(origin), cwd=repository.parent)
+    _git("remote", "add", "origin", str(origin), cwd=repository)
+    return origin
+
+
+def push_branch(origin: Path, branch: str, files: dict[str, str], *, base: str = "main") -> None:
+    """Push ``branch`` to ``origin``: ``base`` plus one commit writing ``files``."""
+    with tempfile.TemporaryDirectory(prefix="edge-worker-push-") as scratch:
+        work = Path(scratch)
+        _git("clone", "-q", "--branch", base, str(origin), str(work), cwd=origin.parent)
+        _git("checkout", "-q", "-b", branch, cwd=work)
+        write_files(work, files)
+        _git("add", "-A", cwd=work)
+        _git(*_IDENTITY, "commit", "-q", "--allow-empty", "-m", f"{branch}: the work", cwd=work)
+        _git("push", "-q", "origin", branch, cwd=work)
+
+
 def init_demo_repository(root: Path, *, branch: str = "main") -> Path:
     """Create the starting demo repository at ``root`` (one commit on ``branch``)."""
     root.mkdir(parents=True, exist_ok=True)
     write_files(root, DEMO_REPOSITORY_FILES)
-    identity = ["-c", "user.name=edge-worker demo", "-c", "user.email=demo@edge-worker.invalid"]
-    for argv in (
-        ["git", "init", "-q", "-b", branch],
-        ["git", "add", "-A"],
-        ["git", *identity, "commit", "-q", "-m", "calc: empty package"],
-    ):
-        subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    _git("init", "-q", "-b", branch, cwd=root)
+    _git("add", "-A", cwd=root)
+    _git(*_IDENTITY, "commit", "-q", "-m", "calc: empty package", cwd=root)
     return root

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,10 @@ from edge_worker.sandbox.demo_plan import (
     DEMO_ISSUE_DESCRIPTION,
     DEMO_ISSUE_TITLE,
     DEMO_SOLUTIONS,
+    add_origin,
     demo_plan,
     init_demo_repository,
+    push_branch,
 )
 from edge_worker.sandbox.fake_agents import install_fake_agents
 from edge_worker.sandbox.linear import DEFAULT_API_KEY, LinearStandIn
@@ -50,13 +52,9 @@ def shared_schema() -> Path | None:
     return None
 
 
-def solved_runs(key: str, *, failures_first: int = 0, also: Iterable[str] = ()) -> dict[str, Any]:
-    """A fake-agent script that solves sub-task ``key`` (after some failed attempts).
-
-    ``also`` names sub-tasks whose solutions the run writes too: a local sub-task that
-    depends on work done in the cloud finds none of it in its worktree.
-    """
-    files = {p: c for k in (*also, key) for p, c in DEMO_SOLUTIONS.get(k, {}).items()}
+def solved_runs(key: str, *, failures_first: int = 0) -> dict[str, Any]:
+    """A fake-agent script that solves sub-task ``key`` (after some failed attempts)."""
+    files = DEMO_SOLUTIONS.get(key, {})
     edits = [{"path": p, "content": c} for p, c in files.items()]
     runs: list[dict[str, Any]] = [
         {"text": f"Tried {key}, not done yet.", "cost_usd": 0.05} for _ in range(failures_first)
@@ -98,6 +96,12 @@ class SandboxWorld:
         self.urls["anthropic"] = self._stack.enter_context(serve_in_thread(self.anthropic.app))
         self.urls["codegen"] = self._stack.enter_context(serve_in_thread(self.codegen.app))
         self.repository = init_demo_repository(self.root / "repo")
+        # Codegen's pull requests become real branches on the repository's remote, with the
+        # sub-task's solution committed, so local sub-tasks that depend on them fetch them.
+        self.origin = add_origin(self.repository, self.root / "origin.git")
+        self.codegen.on_pull_request = lambda key, branch: push_branch(
+            self.origin, branch, DEMO_SOLUTIONS.get(key, {})
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
