@@ -438,6 +438,52 @@ def test_follow_ups_naming_sub_tasks_become_their_feedback(
         assert e2e.state_name(add) == "Done"
 
 
+def test_a_follow_up_naming_a_finished_codegen_sub_task_resumes_its_run(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    # add-function passes on Codegen while multiply-function is still running there; a
+    # comment naming add-function's sub-issue goes to the same Codegen run, not a new one.
+    world.anthropic.script(ToolAnswer(sub_plan("add-function", "multiply-function")))
+    world.codegen.script("multiply-function", RunScript(seconds_to_finish=6.0))
+    issue_id = world.new_issue()
+    env = {
+        "EDGE_WORKER_STRATEGY": "cloud-only",
+        "EDGE_WORKER_CODEGEN__COST_PER_RUN_USD": "0.40",
+        # Polling well inside Codegen's 60 calls per 30 s: faster, the daemon's own limiter
+        # spends that allowance and rightly waits out the window, which only slows the test.
+        "EDGE_WORKER_CODEGEN__POLL_INTERVAL_SECONDS": "0.75",
+    }
+    with running(world, tmp_path / "state", **env) as e2e:
+        e2e.assign(issue_id)
+        add = wait_until(
+            lambda: next(
+                (c for c in world.linear.store.children_of(issue_id) if "add" in c.title.lower()),
+                None,
+            )
+        )
+        wait_until(lambda: e2e.state_name(add) == "Done", timeout=60)
+        assert e2e.subtask_rows(issue_id)["multiply-function"][0] == "running"
+        e2e.send(world.linear.comment_created(issue_id, f"{add.identifier}: also handle floats"))
+        assert e2e.wait_end(issue_id) == "done", e2e.log()[-4000:]
+
+        assert len(world.anthropic.successful_requests) == 1  # feedback, not a new plan
+        created = world.codegen.records("create")
+        assert len(created) == 2  # the feedback went to the existing run
+        add_run = next(
+            r.run_id for r in created if r.body["metadata"]["subtask_key"] == "add-function"
+        )
+        prompts = [r.body["prompt"] for r in world.codegen.records("resume") if r.run_id == add_run]
+        with_feedback = [i for i, text in enumerate(prompts) if "also handle floats" in text]
+        assert len(with_feedback) == 1, prompts
+        # ... and the result was verified again after it, where the work lives.
+        assert any('"commands"' in text for text in prompts[with_feedback[0] + 1 :]), prompts
+        report = e2e.report(issue_id)
+        assert row_of(report, add.identifier)[4] == "2"  # iterations, both runs counted
+        assert f"sent to `{add.identifier}`, which runs again with it" in report
+        assert e2e.state_name(add) == "Done"
+        assert e2e.subtask_rows(issue_id)["add-function"] == ("passed", "codegen")
+
+
 def test_malformed_plan_is_asked_again_once(tmp_path: Path) -> None:
     with SandboxWorld(tmp_path / "world", plan=sub_plan("add-function")) as world:
         world.anthropic.script(ToolAnswer({"summary": "I forgot the sub-tasks."}))
