@@ -59,6 +59,9 @@ class LinearSettings(BaseModel):
     activity_interval_seconds: float = Field(10.0, ge=0)
     heartbeat_seconds: float = Field(1200.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)
+    outage_patience_seconds: float = Field(1800.0, gt=0)
+    """How long the daemon's work keeps retrying while Linear is unreachable or answers
+    5xx, before an issue ends failed."""
 
 
 class WebhookSettings(BaseModel):

@@ -484,6 +484,23 @@ def test_a_follow_up_naming_a_finished_codegen_sub_task_resumes_its_run(
         assert e2e.subtask_rows(issue_id)["add-function"] == ("passed", "codegen")
 
 
+def test_work_waits_out_a_linear_outage_instead_of_failing(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    # Five 503s in a row: one more than a single call's own retries allowed before, when
+    # the acknowledgement failed and the issue ended failed. Now the work waits it out.
+    world.anthropic.script(ToolAnswer(sub_plan("add-function")))
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", EDGE_WORKER_STRATEGY="local-only") as e2e:
+        world.linear.fail_next(5, "server_error", status=503)
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()[-4000:]
+        failed = [r for r in world.linear.requests if r.status == 503]
+        assert len(failed) == 5 and {r.operation for r in failed} == {"Issue"}
+        assert len(world.linear.store.children_of(issue_id)) == 1  # created once
+        assert "is done" in e2e.report(issue_id)
+
+
 def test_malformed_plan_is_asked_again_once(tmp_path: Path) -> None:
     with SandboxWorld(tmp_path / "world", plan=sub_plan("add-function")) as world:
         world.anthropic.script(ToolAnswer({"summary": "I forgot the sub-tasks."}))

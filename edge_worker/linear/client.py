@@ -12,7 +12,8 @@ Contract:
   Linear's ``X-RateLimit-*`` headers (``client.rate_limit``).
 - ``RATELIMITED`` / HTTP 429: wait (on the injected clock) for ``Retry-After`` or the
   reset, then retry, at most ``max_rate_limit_retries`` times. Network errors and 5xx:
-  retried with jittered exponential backoff by stamina, bounded in attempts and time.
+  retried with jittered exponential backoff by stamina, bounded in time and (unless
+  ``transient_attempts`` is ``None``) in attempts.
   401: one token refresh when client credentials allow it. Anything else Linear refuses
   raises :class:`LinearRequestError` at once with Linear's message. Exhausted retries
   raise :class:`LinearUnavailable`.
@@ -117,8 +118,9 @@ class LinearClient:
         budget: RequestBudget | None = None,
         max_rate_limit_retries: int = 5,
         max_rate_limit_wait: float = 3600.0,
-        transient_attempts: int = 5,
+        transient_attempts: int | None = 5,
         transient_timeout: float = 120.0,
+        transient_wait_max: float = 10.0,
     ) -> None:
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
@@ -131,6 +133,7 @@ class LinearClient:
         self._max_rate_limit_wait = max_rate_limit_wait
         self._transient_attempts = transient_attempts
         self._transient_timeout = transient_timeout
+        self._transient_wait_max = transient_wait_max
         self.rate_limit = RateLimitSnapshot()
         self._viewer: Viewer | None = None
         self._known_marked_comments: set[str] = set()
@@ -184,7 +187,7 @@ class LinearClient:
                 attempts=self._transient_attempts,
                 timeout=self._transient_timeout,
                 wait_initial=0.5,
-                wait_max=10.0,
+                wait_max=self._transient_wait_max,
             ):
                 with attempt:
                     return await self._send_once(operation, body, priority)

@@ -71,7 +71,15 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
     def pricer(model: str | None, usage: Usage) -> float | None:
         return price_usage(prices, model, usage)
 
-    linear = LinearClient(settings.linear)
+    # The daemon's work waits out a Linear outage (unreachable, 5xx) rather than failing
+    # every issue in flight: retried for as long as the patience allows, at most a minute
+    # apart. Steps are safe to repeat (client-chosen ids), so a retry never duplicates.
+    linear = LinearClient(
+        settings.linear,
+        transient_attempts=None,
+        transient_timeout=settings.linear.outage_patience_seconds,
+        transient_wait_max=60.0,
+    )
     worktrees = WorktreeManager(
         worktree_root(settings), keep_failed_days=settings.worktrees.keep_failed_days
     )
