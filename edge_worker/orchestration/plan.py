@@ -227,15 +227,12 @@ def dependents_of(plan: Plan, key: str) -> list[Subtask]:
     Raises :class:`KeyError` for a key the plan does not have.
     """
     plan.subtask(key)
-    affected = {key}
-    changed = True
-    while changed:
-        changed = False
-        for subtask in plan.subtasks:
-            if subtask.key not in affected and affected.intersection(subtask.depends_on):
-                affected.add(subtask.key)
-                changed = True
-    return [subtask for subtask in plan.subtasks if subtask.key in affected - {key}]
+    needed_by: dict[str, list[str]] = {}
+    for subtask in plan.subtasks:
+        for dependency in subtask.depends_on:
+            needed_by.setdefault(dependency, []).append(subtask.key)
+    reached = _reachable(key, needed_by)
+    return [subtask for subtask in plan.subtasks if subtask.key in reached]
 
 
 def dependencies_of(plan: Plan, key: str) -> list[Subtask]:
@@ -243,15 +240,21 @@ def dependencies_of(plan: Plan, key: str) -> list[Subtask]:
 
     Raises :class:`KeyError` for a key the plan does not have.
     """
-    needed = set(plan.subtask(key).depends_on)
-    changed = True
-    while changed:
-        changed = False
-        for subtask in plan.subtasks:
-            if subtask.key in needed and not needed.issuperset(subtask.depends_on):
-                needed.update(subtask.depends_on)
-                changed = True
-    return [subtask for subtask in plan.subtasks if subtask.key in needed]
+    plan.subtask(key)
+    reached = _reachable(key, {s.key: list(s.depends_on) for s in plan.subtasks})
+    return [subtask for subtask in plan.subtasks if subtask.key in reached]
+
+
+def _reachable(start: str, edges: dict[str, list[str]]) -> set[str]:
+    """The keys reachable from ``start`` along ``edges`` (``start`` itself excluded)."""
+    reached: set[str] = set()
+    stack = [start]
+    while stack:
+        for following in edges.get(stack.pop(), []):
+            if following not in reached and following != start:
+                reached.add(following)
+                stack.append(following)
+    return reached
 
 
 def _parse(raw: object) -> Plan:
