@@ -263,6 +263,11 @@ def main() -> int:
         if held:
             held.close()
     p99 = statistics.median(r["p99_ms"] for r in runs["daemon"])
+    medians = {k: statistics.median(r["accepted_per_s"] for r in v) for k, v in runs.items()}
+    print(
+        f"medians: ceiling {medians['ceiling']:.0f}/s, daemon {medians['daemon']:.0f}/s, "
+        f"ratio of the medians {medians['daemon'] / medians['ceiling']:.0%}"
+    )
     print(
         f"durable intake = {statistics.median(ratios):.0%} of the ceiling's throughput "
         f"(median of {args.trials}; range {min(ratios):.0%}-{max(ratios):.0%}; target >= 50%); "
