@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import time
@@ -79,6 +80,9 @@ async def git(*args: str, cwd: Path, check: bool = True) -> str:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # A fetch from a remote that wants credentials fails at once with git's message
+        # instead of prompting on the daemon's terminal until the timeout.
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), _GIT_TIMEOUT_SECONDS)
