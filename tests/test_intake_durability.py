@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -78,6 +79,17 @@ def test_store_down_answers_503_and_recovers(tmp_path: Path, postgres_url: str) 
             down = daemon.send(p.issue_assigned("iss-down", AGENT), delivery="down-1")
             assert down.status_code == 503
             assert "store unavailable" in down.json()["error"]
+            refused = wait_for(
+                lambda: next(
+                    (
+                        json.loads(line)
+                        for line in daemon.log_text().splitlines()
+                        if '"down-1"' in line and "store unavailable" in line
+                    ),
+                    None,
+                )
+            )
+            assert refused["issue"] == p.issue_assigned("iss-down", AGENT)["data"]["identifier"]
             set_connections_allowed(postgres_url, database, True)
             up = wait_for(
                 lambda: (

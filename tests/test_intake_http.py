@@ -6,12 +6,14 @@ answer comes only after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_worker.sandbox import payloads as p
@@ -184,18 +186,12 @@ def test_refusals_are_logged_with_delivery_id_but_never_secret_or_body(daemon: D
 
 
 def test_health_and_readiness(daemon: Daemon) -> None:
-    import httpx
-
     assert httpx.get(daemon.url + "/healthz").json() == {"status": "alive"}
     assert httpx.get(daemon.url + "/readyz").json() == {"status": "ready"}
 
 
 def test_a_concurrent_burst_gets_its_own_answer_each_and_no_row_twice(daemon: Daemon) -> None:
     """Deliveries answered from one group commit each get their own outcome."""
-    import asyncio
-
-    import httpx
-
     sends: list[tuple[str, bytes, str]] = []  # (expectation group, body, delivery id)
     for i in range(30):  # the same delivery twice, at once
         body = json.dumps(p.issue_assigned(f"iss-b{i}", AGENT, identifier=f"ENG-{500 + i}"))

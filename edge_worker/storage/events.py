@@ -177,8 +177,9 @@ class IntakeWriter:
                 if stop:
                     return
         finally:
-            if self._conn is not None:
-                self._conn.close()  # back to the pool, for the engine to dispose of
+            if self._conn is not None:  # back to the pool, for the engine to dispose of
+                with contextlib.suppress(*_STORE_ERRORS):
+                    self._conn.close()
 
     def _commit(self, batch: list[_Item]) -> None:
         try:

@@ -45,8 +45,8 @@ async def read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse(status: int, delivery: str, reason: str) -> JSONResponse:
-    log.warning("webhook refused", delivery_id=delivery, status=status, reason=reason)
+def _refuse(status: int, delivery: str, reason: str, **known: str | None) -> JSONResponse:
+    log.warning("webhook refused", delivery_id=delivery, status=status, reason=reason, **known)
     return JSONResponse({"error": reason}, status_code=status)
 
 
@@ -135,16 +135,18 @@ class WebhookIntake:
             issue_identifier=decision.issue_identifier,
             detail=_detail(decision) if decision.acts else None,
         )
+        # The delivery id and issue are passed to the two lines below, not bound with
+        # contextvars: binding cost more than the rest of the logging at load.
+        issue = decision.issue_identifier or decision.issue_id
         try:
             outcome = await self._writer.submit(record)
         except StoreUnavailable as exc:
-            return _refuse(503, delivery, f"store unavailable: {exc}"), "store_unavailable"
-        # The delivery id and issue are passed, not bound with contextvars: this is the only
-        # line in the path, and binding cost more than the rest of the logging at load.
+            refusal = _refuse(503, delivery, f"store unavailable: {exc}", issue=issue)
+            return refusal, "store_unavailable"
         log.info(
             "webhook stored",
             delivery_id=delivery,
-            issue=decision.issue_identifier or decision.issue_id,
+            issue=issue,
             outcome=outcome,
             decision=decision.kind.value,
             reason=decision.reason,
