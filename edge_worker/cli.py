@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from edge_worker.settings import ConfigError, Settings, load_settings, require_for_serve
 
 EXIT_CONFIG = 2
+
+STATE_DIR_UNWRITABLE = (
+    "the state directory {path} is not writable by uid {uid} ({reason}): "
+    "make it writable by that user (a container's state volume: by uid 10001)"
+)
 
 
 def _settings_or_exit(for_serve: bool = False) -> Settings:
@@ -27,6 +34,20 @@ def _settings_or_exit(for_serve: bool = False) -> Settings:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _writable_state_dir_or_exit(settings: Settings) -> None:
+    """Create the state directory if needed and prove it writable, or exit with one line."""
+    path = settings.resolved_state_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        message = STATE_DIR_UNWRITABLE.format(path=path, uid=os.getuid(), reason=reason)
+        print(f"edge-worker: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     import uvicorn
@@ -36,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge_worker.server import DrainingServer
 
     settings = _settings_or_exit(for_serve=True)
+    _writable_state_dir_or_exit(settings)
     configure_logging(settings.log_format, settings.log_level)
     config = uvicorn.Config(
         build_app(settings),

@@ -256,6 +256,22 @@ def test_unit_parser_refuses_a_key_outside_a_section() -> None:
 # --- Dockerfile ------------------------------------------------------------------------------
 
 
+def base_image_default(instructions: list[Instruction]) -> str | None:
+    """The first FROM's image with the build arguments at their defaults (``ARG`` lines
+    before it), as a build without ``--build-arg`` resolves it."""
+    defaults: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword == "ARG":
+            name, _, default = instruction.args.partition("=")
+            defaults[name.strip()] = default.strip()
+        elif instruction.keyword == "FROM":
+            image = instruction.args.split()[0]
+            return re.sub(
+                r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: defaults.get(m.group(1), ""), image
+            )
+    return None
+
+
 def dockerfile_problems(text: str, context: Path) -> list[str]:
     """Why the Dockerfile would not build the image we mean (empty when it would)."""
     instructions = parse_dockerfile(text)
@@ -265,8 +281,8 @@ def dockerfile_problems(text: str, context: Path) -> list[str]:
         by_keyword.setdefault(instruction.keyword, []).append(instruction)
 
     froms = by_keyword.get("FROM", [])
-    if not froms or froms[0].args.split()[0] != "python:3.11-slim":
-        problems.append("the base image is not python:3.11-slim")
+    if not froms or base_image_default(instructions) != "python:3.11-slim":
+        problems.append("the base image is not python:3.11-slim by default")
     for instruction in by_keyword.get("COPY", []) + by_keyword.get("ADD", []):
         for source in copy_sources(instruction):
             if not (context / source).exists():
@@ -299,7 +315,8 @@ def test_dockerfile_builds_from_files_that_exist() -> None:
     [
         (("COPY prompts ./prompts", "COPY prompt ./prompts"), "prompt is not in the build"),
         (("USER 10001:10001", "USER root"), "runs as root"),
-        (("FROM python:3.11-slim", "FROM python:3.12"), "python:3.11-slim"),
+        (("ARG BASE_IMAGE=python:3.11-slim", "ARG BASE_IMAGE=python:3.12"), "python:3.11-slim"),
+        (("FROM ${BASE_IMAGE}", "FROM python:3.12"), "python:3.11-slim"),
         (("/healthz", "/health"), "HEALTHCHECK on /healthz"),
         (('VOLUME ["/var/lib/edge-worker"]', "VOLUME /data"), "is not a VOLUME"),
     ],
