@@ -55,6 +55,18 @@ if [ ! -s "$tarball" ]; then
     say "bootstrapping Debian $SUITE into $tarball (about half a minute)"
     partial="$CACHE_DIR/partial-$key.tar"
     rm -f "$partial"
+    apt_conf=$(mktemp -d)
+    trap 'rm -rf "$apt_conf"' EXIT
+    # As in Debian's official images: apt keeps no package caches or downloaded .debs, so
+    # a Dockerfile's `apt-get update && apt-get install` layer holds only what it installs.
+    clean='rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true'
+    cat >"$apt_conf/docker-clean" <<EOF
+DPkg::Post-Invoke { "$clean"; };
+APT::Update::Post-Invoke { "$clean"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    echo 'Acquire::Languages "none";' >"$apt_conf/docker-no-languages"
     mmdebstrap --variant=apt --format=tar --include="$PACKAGES" \
         --dpkgopt='path-exclude=/usr/share/doc/*' \
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -62,6 +74,7 @@ if [ ! -s "$tarball" ]; then
         --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' \
         --customize-hook='chroot "$1" python3.11 -m venv /usr/local' \
+        --customize-hook="copy-in $apt_conf/docker-clean $apt_conf/docker-no-languages /etc/apt/apt.conf.d" \
         --customize-hook="if [ -d $EXTRA_CAS ]; then cp $EXTRA_CAS/*.crt \"\$1/usr/local/share/ca-certificates/\" 2>/dev/null || true; fi" \
         --customize-hook='chroot "$1" update-ca-certificates --fresh >/dev/null' \
         --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/root/.cache' \
@@ -77,4 +90,7 @@ podman import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
     "$tarball" "$image" >/dev/null
+# Base images of older inputs go (those still under a built image stay, refused by rmi).
+podman images --format '{{.Repository}}:{{.Tag}}' --filter reference=localhost/edge-worker-base |
+    grep -vx "$image" | xargs -r podman rmi >/dev/null 2>&1 || true
 echo "$image"

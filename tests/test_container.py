@@ -341,6 +341,7 @@ def test_the_image_holds_no_tests_repository_caches_or_secrets(image: ImageConfi
     leaked += [p for p in project if "__pycache__" in p or p.endswith((".pyc", ".env"))]
     leaked += [p for p in project if p.split("/")[3] in ("build", "edge_worker.egg-info")]
     leaked += [p for p in paths if p.startswith(("/root/.cache", "/tmp/", "/var/lib/apt/lists/"))]
+    leaked += [p for p in paths if p.startswith("/var/cache/apt/") and p.endswith((".bin", ".deb"))]
     leaked += [p for p in paths if p.startswith(STATE_DIR + "/")]
     assert leaked == []
     secret_names = [

@@ -1,8 +1,8 @@
 """The deployment files: systemd unit, container image, compose file, example configuration.
 
-No Docker engine runs on the development machines, so the image is checked by reading the
-Dockerfile (instructions, sources, user, health check), and its health-check command is run
-for real against a loopback server. The unit is checked by ``systemd-analyze`` itself.
+These are the fast checks: the Dockerfile read (instructions, sources, user, health check)
+and its health-check command run against a loopback server. The image itself is built and
+run in ``tests/test_container.py`` (slow). The unit is checked by ``systemd-analyze`` itself.
 """
 
 from __future__ import annotations

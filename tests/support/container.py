@@ -66,8 +66,23 @@ def local_base() -> str:
     return out.strip().splitlines()[-1]
 
 
+def _image_id(tag: str) -> str | None:
+    done = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def build_image(tag: str, base: str) -> None:
-    """``podman build`` the real Dockerfile on ``base`` from the repository root."""
+    """``podman build`` the real Dockerfile on ``base`` from the repository root.
+
+    The image the tag named before, if another, is removed with its layers, so repeated
+    builds of a changing tree do not fill the machine's image store.
+    """
+    previous = _image_id(tag)
     _checked(
         [
             "podman",
@@ -84,6 +99,8 @@ def build_image(tag: str, base: str) -> None:
         timeout=BUILD_TIMEOUT_SECONDS,
         what="podman build",
     )
+    if previous is not None and previous != _image_id(tag):
+        subprocess.run(["podman", "rmi", previous], capture_output=True, timeout=120)
 
 
 @dataclass(frozen=True)
