@@ -14,7 +14,7 @@
 # works behind the same TLS-inspecting proxy as the machine itself.
 #
 # Cached by its inputs (this script and those certificates): the image is tagged with their
-# hash, and the root file system tarball is kept in $EDGE_WORKER_IMAGE_CACHE (default
+# hash, and the root file system tarball is kept in $LOCAL_BASE_CACHE_DIR (default
 # /var/cache/edge-worker), so a second run imports or reuses it in seconds instead of
 # bootstrapping again. Needs root, mmdebstrap and podman.
 set -euo pipefail
@@ -23,7 +23,7 @@ SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
 SECURITY="deb http://deb.debian.org/debian-security ${SUITE}-security main"
 PACKAGES=python3.11,python3.11-venv,ca-certificates,git,passwd
-CACHE_DIR="${EDGE_WORKER_IMAGE_CACHE:-/var/cache/edge-worker}"
+CACHE_DIR="${LOCAL_BASE_CACHE_DIR:-/var/cache/edge-worker}"
 EXTRA_CAS=/usr/local/share/ca-certificates
 
 say() { echo "local-base: $*" >&2; }
