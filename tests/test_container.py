@@ -16,7 +16,6 @@ Skipped (outside CI only) when podman, buildah or mmdebstrap are missing; in CI
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
 
@@ -45,6 +45,7 @@ from tests.support.container import (
     build_image,
     image_paths,
     inspect_image,
+    kill_tree,
     local_base,
     missing_tools,
     process_of,
@@ -52,6 +53,7 @@ from tests.support.container import (
     working_container,
 )
 from tests.support.deploy import DEPLOY_DIR, env_example_lines, timespan_seconds
+from tests.support.pg import scratch_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -69,6 +71,7 @@ SECRET = "whsec-container-secret-0d1e"
 API_KEY = "lin_api_container_key_7c2f"
 AGENT = "agent-user-container"
 EXECUTOR_ID = "edge-worker-1"
+DATABASE_URL_ENV = "EDGE_WORKER_DATABASE_URL"
 START_TIMEOUT = 90.0
 # What the operator sets (names documented in deploy/edge-worker.env.example). Every API
 # points at port 9 on loopback, where nothing listens: the container never reaches a real
@@ -137,42 +140,48 @@ def _ready() -> bool:
 class Served:
     """The image's command running in a container, as the runtime would run it."""
 
-    def __init__(self, container: WorkingContainer, image: ImageConfig, volume: Path) -> None:
+    def __init__(
+        self,
+        container: WorkingContainer,
+        image: ImageConfig,
+        volume: Path,
+        env: dict[str, str] = DAEMON_ENV,
+    ) -> None:
         if _port_in_use():
             pytest.fail(f"port {PORT} is already in use on this machine; the image listens there")
         self.log = volume.parent / f"{container.name}.log"
         self.runner = container.start(
-            image.cmd, log=self.log, env=DAEMON_ENV, volume=volume, target=STATE_DIR
+            image.cmd, log=self.log, env=env, volume=volume, target=STATE_DIR
         )
         deadline = time.monotonic() + START_TIMEOUT
         while not _ready():
             if self.runner.poll() is not None or time.monotonic() > deadline:
-                self.runner.kill()
+                kill_tree(self.runner.pid)
+                self.runner.wait(timeout=30)
                 pytest.fail(f"serve did not become ready:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
-        self.pid = process_of(self.runner.pid, image.cmd)
+        try:
+            self.pid = process_of(self.runner.pid, image.cmd)
+        except AssertionError:
+            self.close()
+            raise
 
     def stop(self) -> tuple[int, float]:
-        """SIGTERM to the daemon (what ``docker stop`` sends); its exit code and seconds."""
+        """SIGTERM to the daemon (what ``docker stop`` sends); its exit code and seconds.
+
+        Waits a little past the grace, so that a drain that overruns it is measured (and
+        fails the check) rather than cut short here.
+        """
         started = time.monotonic()
         os.kill(self.pid, signal.SIGTERM)
-        try:
-            code = self.runner.wait(timeout=GRACE_SECONDS + 15)
-        except subprocess.TimeoutExpired:
-            self.runner.kill()
-            raise
+        code = self.runner.wait(timeout=GRACE_SECONDS + 15)
         return code, time.monotonic() - started
 
     def close(self) -> None:
-        """Kill what is left after a failed check (the daemon, then the runner)."""
+        """Kill whatever is left after a failed check."""
         if self.runner.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            try:
-                self.runner.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.runner.kill()
-                self.runner.wait(timeout=30)
+            kill_tree(self.runner.pid)
+            self.runner.wait(timeout=30)
 
 
 def _send(payload: dict[str, Any], delivery: str) -> httpx.Response:
@@ -272,6 +281,29 @@ def test_serve_takes_webhooks_into_the_volume_and_a_second_container_resumes(
         assert code == 0
 
 
+@pytest.mark.postgres
+def test_the_image_serves_on_postgres_as_compose_runs_it(
+    image: ImageConfig, state_volume: Path, postgres_url: str
+) -> None:
+    payload = payloads.issue_assigned("iss-container-pg", AGENT)
+    delivery = f"container-pg-{uuid.uuid4()}"
+    with scratch_database(postgres_url) as url, working_container(TAG) as made:
+        served = Served(made, image, state_volume, env={**DAEMON_ENV, DATABASE_URL_ENV: url})
+        try:
+            answer = _send(payload, delivery)
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+            with psycopg.connect(url) as conn:
+                stored = conn.execute(
+                    "SELECT decision FROM ew_webhook_events WHERE delivery_id = %s", (delivery,)
+                ).fetchall()
+            assert stored == [("start",)]
+            assert not (state_volume / "edge-worker.sqlite").exists()
+            code, seconds = served.stop()
+        finally:
+            served.close()
+    assert code == 0 and seconds < GRACE_SECONDS
+
+
 def _error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("edge-worker: ")]
     assert len(lines) == 1, stderr[-3000:]
@@ -320,10 +352,10 @@ def test_compose_runs_the_service_the_test_ran(image: ImageConfig) -> None:
     assert "healthcheck" not in worker  # the image's own probe, run above
     targets = [volume.rsplit(":", 1)[-1] for volume in worker["volumes"]]
     assert targets == [STATE_DIR] == image.volumes
-    # Same environment names: what compose sets, less the database it adds (Postgres),
-    # is what the test set; every name either sets is documented in the env example.
+    # Same environment names: what compose sets is what the tests set (the database URL
+    # in the Postgres run); every name either sets is documented in the env example.
     compose_names = set(worker["environment"])
-    assert compose_names - {"EDGE_WORKER_DATABASE_URL"} <= set(DAEMON_ENV)
+    assert compose_names <= set(DAEMON_ENV) | {DATABASE_URL_ENV}
     documented = {line.name for line in env_example_lines(EXAMPLE_ENV.read_text())}
     assert set(DAEMON_ENV) | compose_names <= documented
     published = [port.rsplit(":", 1)[-1] for port in worker["ports"]]

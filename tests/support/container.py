@@ -15,7 +15,8 @@ No registry can be reached and ``podman run`` cannot start containers here, so:
   image's environment, working directory and user, the host's network), with extra
   environment and a host directory bound at the state volume. ``remove`` deletes it.
 - :func:`process_of` finds the process a ``buildah run`` started (a descendant of its pid),
-  which is what a container runtime signals on ``stop``.
+  which is what a container runtime signals on ``stop``; :func:`kill_tree` ends a
+  ``buildah run`` and everything under it.
 - :func:`image_paths` lists every path in the image's root file system.
 """
 
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -242,6 +244,21 @@ def process_of(root: int, command: list[str], timeout: float = 30.0) -> int:
             pending.extend(children.get(pid, []))
         time.sleep(0.1)
     raise AssertionError(f"no process of {command} under pid {root} within {timeout}s")
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL ``root`` (a ``buildah run`` this test started) and all its descendants,
+    deepest first, so nothing it started keeps the port or the volume."""
+    children = _children()
+    order: list[int] = []
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        order.append(pid)
+        pending.extend(children.get(pid, []))
+    for pid in reversed(order):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def process_uids(pid: int) -> tuple[int, int]:
