@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_worker.executors.base import RunStatus, Usage
 from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_result
@@ -313,16 +314,48 @@ def test_codex_success_with_progress_usage_and_thread() -> None:
     assert run.model == "gpt-5-codex"
 
 
-def test_codex_usage_adds_up_over_turns() -> None:
+def test_codex_usage_is_the_last_thread_total_reported() -> None:
+    # The real CLI (0.169.0) reports the thread's running total: the last one is the total.
     parser = CodexStreamParser()
-    turn = line(
+    totals = [
+        {"input_tokens": 10, "cached_input_tokens": 4, "output_tokens": 3},
         {
-            "type": "turn.completed",
-            "usage": {"input_tokens": 10, "cached_input_tokens": 4, "output_tokens": 3},
-        }
+            "input_tokens": 25,
+            "cached_input_tokens": 8,
+            "cache_write_input_tokens": 5,
+            "output_tokens": 7,
+            "reasoning_output_tokens": 2,
+        },
+    ]
+    feed_all(parser, [line({"type": "turn.completed", "usage": usage}) for usage in totals])
+    assert parser.thread_usage == Usage(
+        input_tokens=25,
+        cached_input_tokens=8,
+        cache_write_input_tokens=5,
+        output_tokens=7,
+        reasoning_output_tokens=2,
     )
-    feed_all(parser, [turn, turn])
-    assert parser.usage == Usage(input_tokens=20, cached_input_tokens=8, output_tokens=6)
+    assert parser.turns_completed == 2
+
+
+def test_codex_error_item_is_a_notice_that_does_not_fail_the_run() -> None:
+    notice = "Model metadata for `gpt-5-codex` not found. Defaulting to fallback metadata."
+    parser = CodexStreamParser()
+    with capture_logs() as logs:
+        feed_all(
+            parser,
+            [
+                line({"type": "thread.started", "thread_id": "t-1"}),
+                line({"type": "item.completed", "item": {"type": "error", "message": notice}}),
+                *CODEX_OK[1:],
+            ],
+        )
+    run = codex_run_result(parser, Ending(exit_code=0), model="gpt-5-codex", cost_usd=None)
+    assert run.status is RunStatus.SUCCEEDED
+    assert parser.notices == [notice]
+    assert [entry["message"] for entry in logs if entry["event"] == "codex_stream.notice"] == [
+        notice
+    ]
 
 
 def test_codex_turn_failed_is_a_failure_with_its_message() -> None:

@@ -13,9 +13,11 @@ Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
   interrupted (with its session id, so it can be resumed), after reaping its process group.
   Cancelling the task awaiting ``follow`` stops the run.
 - ``resume(handle, task, feedback)`` starts a new run in the same worktree that continues the
-  CLI session (session id from the handle or its transcript). A run that died before its
-  CLI announced a session (killed with its daemon at spawn) has none to continue: a new
-  session starts in the same worktree, given the task and then the feedback.
+  CLI session (session id from the handle or its transcript); what a subclass needs to
+  carry from the previous run into the new handle (:meth:`continued_extra`) goes into the
+  new handle's ``extra``. A run that died before its CLI announced a session (killed with
+  its daemon at spawn) has none to continue: a new session starts in the same worktree,
+  given the task and then the feedback.
 - ``verify(handle, commands)`` runs the commands in the worktree
   (:mod:`edge_worker.verification.local`).
 - ``cancel(handle)`` stops the run (SIGTERM, SIGKILL after the grace period) and returns
@@ -32,7 +34,7 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Generic, Protocol, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -136,8 +138,12 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         """A fresh parser for this CLI's stdout."""
 
     @abc.abstractmethod
-    def to_result(self, parser: StreamParser, ending: Ending) -> RunResult:
-        """The run's result from what was parsed and how the process ended."""
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
+        """The run's result from what was parsed, how the process ended, and its handle."""
+
+    def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
+        """What a run continuing ``previous``'s session keeps in its handle's ``extra``."""
+        return {}
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -171,11 +177,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         session = handle.session_id or self._replay(handle).session_id
         worktree = await self._worktree(task)
         prompt = feedback_prompt(feedback)
-        if not session:
+        extra: dict[str, Any] = {}
+        if session:
+            extra = self.continued_extra(handle)
+        else:
             log.warning("local_cli.no_session_to_resume", run_id=handle.run_id)
             first = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
             prompt = f"{first}\n\n{prompt}"
-        return await self._launch(task, worktree.path, worktree.branch, prompt, session or None)
+        return await self._launch(
+            task, worktree.path, worktree.branch, prompt, session or None, extra
+        )
 
     async def verify(
         self, handle: RunHandle, commands: list[VerificationCommand]
@@ -228,7 +239,13 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         )
 
     async def _launch(
-        self, task: Task, workdir: Path, branch: str, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        workdir: Path,
+        branch: str,
+        prompt: str,
+        resume_session: str | None,
+        extra: dict[str, Any] | None = None,
     ) -> RunHandle:
         run_id = uuid.uuid4().hex
         transcript_path = await self._transcript_path(workdir, run_id)
@@ -253,7 +270,11 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             branch=branch,
             pid=process.pid,
             pgid=process.pgid,
-            extra={"transcript": str(transcript_path), "resumed": resume_session is not None},
+            extra={
+                **(extra or {}),
+                "transcript": str(transcript_path),
+                "resumed": resume_session is not None,
+            },
         )
         live = _LiveRun(
             handle=handle,
@@ -284,7 +305,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             outcome = await live.process.run(on_line)
         finally:
             live.transcript.close()
-        result = self.to_result(live.parser, _ending(outcome))
+        result = self.to_result(live.parser, _ending(outcome), live.handle)
         log.info(
             "local_cli.ended",
             executor=self.name,
@@ -311,7 +332,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         await self._reap(handle)
         parser = self._replay(handle)
         if parser.finished:
-            return self._stamp(self.to_result(parser, Ending()), handle)
+            return self._stamp(self.to_result(parser, Ending(), handle), handle)
         return self._stamp(
             RunResult(
                 status=RunStatus.FAILED, session_id=parser.session_id, error=INTERRUPTED_REASON
