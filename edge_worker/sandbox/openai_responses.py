@@ -11,10 +11,11 @@ Contract:
   :class:`Message` (an assistant message). An empty queue answers 400, so a test fails
   loudly rather than the CLI retrying forever.
 - Every answer carries fixed usage (:data:`DEFAULT_USAGE` or the answer's own):
-  ``input_tokens`` (cached reads included, as the real API counts them),
-  ``input_tokens_details.cached_tokens``, ``output_tokens`` (reasoning included) and
-  ``output_tokens_details.reasoning_tokens``. :attr:`ResponsesStandIn.served` sums what was
-  served, for tests to compare with what the project recorded.
+  ``input_tokens`` (cache reads and writes included, as the real API counts them),
+  ``input_tokens_details.cached_tokens`` and ``.cache_write_tokens``, ``output_tokens``
+  (reasoning included) and ``output_tokens_details.reasoning_tokens``.
+  :attr:`ResponsesStandIn.served` sums what was served, for tests to compare with what the
+  project recorded.
 - Every request is recorded (path, headers, body, status) in ``requests``; any other path
   answers 404 and is recorded too, so a test can see what a CLI asked for.
 
@@ -42,10 +43,11 @@ from edge_worker.sandbox.server import serve_in_thread
 DEFAULT_USAGE: dict[str, int] = {
     "input_tokens": 1_000,
     "cached_input_tokens": 200,
+    "cache_write_input_tokens": 100,
     "output_tokens": 50,
     "reasoning_output_tokens": 20,
 }
-"""Tokens per answer: input (cached reads included) and output (reasoning included)."""
+"""Tokens per answer: input (cache reads and writes included), output (reasoning included)."""
 
 SHELL_TOOL_NAMES = ("shell_command", "shell", "exec_command", "local_shell")
 
@@ -76,6 +78,7 @@ class ServedUsage:
     responses: int = 0
     input_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_output_tokens: int = 0
 
@@ -84,6 +87,9 @@ class ServedUsage:
             responses=self.responses + 1,
             input_tokens=self.input_tokens + usage.get("input_tokens", 0),
             cached_input_tokens=self.cached_input_tokens + usage.get("cached_input_tokens", 0),
+            cache_write_input_tokens=(
+                self.cache_write_input_tokens + usage.get("cache_write_input_tokens", 0)
+            ),
             output_tokens=self.output_tokens + usage.get("output_tokens", 0),
             reasoning_output_tokens=(
                 self.reasoning_output_tokens + usage.get("reasoning_output_tokens", 0)
@@ -243,7 +249,10 @@ def _events(
         "output": [item],
         "usage": {
             "input_tokens": usage.get("input_tokens", 0),
-            "input_tokens_details": {"cached_tokens": usage.get("cached_input_tokens", 0)},
+            "input_tokens_details": {
+                "cached_tokens": usage.get("cached_input_tokens", 0),
+                "cache_write_tokens": usage.get("cache_write_input_tokens", 0),
+            },
             "output_tokens": usage.get("output_tokens", 0),
             "output_tokens_details": {"reasoning_tokens": usage.get("reasoning_output_tokens", 0)},
             "total_tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0),
