@@ -23,6 +23,12 @@ import pytest
 
 from edge_worker.costs.cli import run_costs_command
 from edge_worker.costs.money import format_usd
+from edge_worker.sandbox.anthropic import (
+    AnthropicStandIn,
+    TextAnswer,
+    ToolAnswer,
+    serve_anthropic,
+)
 from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.openai_responses import (
     Message,
@@ -185,3 +191,97 @@ def test_real_cli_codex_resume_is_charged_what_the_model_served(tmp_path: Path) 
 
     # The CLI's notice (no metadata for this model) reached the log and failed nothing.
     assert "codex_stream.notice" in log and "Model metadata" in log
+
+
+CLAUDE_MODEL = "claude-sonnet-4-5"
+CLAUDE_USAGE = {
+    "input_tokens": 100_000,
+    "cache_read_input_tokens": 20_000,
+    "cache_creation_input_tokens": 10_000,
+    "output_tokens": 5_000,
+}
+# claude-sonnet-4-5 list prices, USD per million: input 3, cache read 0.30, cache write
+# 3.75, output 15. Per answer: 300,000 + 6,000 + 37,500 + 75,000 = $0.4185.
+CLAUDE_USD_PER_ANSWER = Decimal("0.4185")
+
+
+def test_real_cli_claude_code_resume_is_charged_what_the_model_served(tmp_path: Path) -> None:
+    claude = real_cli("claude-code")
+    model = AnthropicStandIn(api_key=FAKE_KEY)
+
+    def bash(command: str) -> ToolAnswer:
+        return ToolAnswer(
+            {"command": command, "description": "write the file"}, name="Bash", usage=CLAUDE_USAGE
+        )
+
+    model.script(
+        bash(write_file(SOLUTION_PATH, WRONG)),
+        TextAnswer("Wrote calc/add.py.", usage=CLAUDE_USAGE),
+        # The resume, after verification failed:
+        bash(write_file(SOLUTION_PATH, SOLUTION)),
+        TextAnswer("Fixed add: it adds now.", usage=CLAUDE_USAGE),
+    )
+    plan = one_subtask_plan("local")
+    with (
+        serve_anthropic(model) as base_url,
+        SandboxWorld(tmp_path / "world", plan=plan) as world,
+    ):
+        env = {
+            **offline_env(tmp_path / "home"),
+            "ANTHROPIC_BASE_URL": base_url,
+            "ANTHROPIC_API_KEY": FAKE_KEY,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "EDGE_WORKER_STRATEGY": "local-only",  # Claude Code first
+            "EDGE_WORKER_CLAUDE__BINARY": str(claude),
+            "EDGE_WORKER_CLAUDE__MODEL": CLAUDE_MODEL,
+            "EDGE_WORKER_CLAUDE__ALLOWED_TOOLS": "Bash",
+            "EDGE_WORKER_CLAUDE__PASS_ENV": ",".join(
+                [
+                    "ANTHROPIC_BASE_URL",
+                    "ANTHROPIC_API_KEY",
+                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+                    "DISABLE_AUTOUPDATER",
+                    *OFFLINE_PASS_ENV,
+                ]
+            ),
+        }
+        issue_id = world.new_issue()
+        state = tmp_path / "state"
+        with running(world, state, **env) as e2e:
+            e2e.assign(issue_id)
+            assert e2e.wait_end(issue_id, timeout=180) == "done", e2e.log()[-4000:]
+            identifier = world.linear.store.find_issue(issue_id).identifier
+            report = e2e.report(issue_id)
+            rows = ledger_rows(e2e, issue_id, "claude-code")
+            (child,) = world.linear.store.children_of(issue_id)
+
+    answers = len(model.successful_requests)
+    assert answers == 4, [(r.path, r.status, r.problem) for r in model.requests]
+    assert all(r.headers.get("x-api-key") == FAKE_KEY for r in model.requests)
+    # Claude Code's convention in the ledger: input counts cache reads and writes too.
+    per_answer = (
+        CLAUDE_USAGE["input_tokens"]
+        + CLAUDE_USAGE["cache_read_input_tokens"]
+        + CLAUDE_USAGE["cache_creation_input_tokens"],
+        CLAUDE_USAGE["cache_read_input_tokens"],
+        CLAUDE_USAGE["output_tokens"],
+    )
+
+    runs = [r for r in rows if r["kind"] != "verification"]
+    assert [(r["kind"], r["attempt"]) for r in runs] == [("run", 1), ("resume", 2)]
+    for row in runs:
+        tokens = (row["input_tokens"], row["cached_input_tokens"], row["output_tokens"])
+        assert tokens == tuple(2 * count for count in per_answer)
+        assert row["usd"] == int(2 * CLAUDE_USD_PER_ANSWER * 1_000_000)
+    expected_usd = CLAUDE_USD_PER_ANSWER * answers
+    assert sum(r["usd"] for r in rows) == int(expected_usd * 1_000_000)
+
+    assert row_of(report, child.identifier)[5] == format_usd(expected_usd), report
+    costs = costs_json(state, identifier)
+    lines = [line for line in costs["lines"] if line["executor"] == "claude-code"]
+    assert sum(Decimal(str(line["usd"])) for line in lines) == expected_usd
+    assert tuple(
+        sum(line[name] for line in lines)
+        for name in ("input_tokens", "cached_input_tokens", "output_tokens")
+    ) == tuple(answers * count for count in per_answer)
