@@ -230,3 +230,21 @@ def test_the_ledger_table_is_registered_with_the_daemons_tables() -> None:
     from edge_worker.storage.db import METADATA
 
     assert METADATA.tables["cost_entries"] is COST_ENTRIES
+
+
+def test_an_uncertain_entry_makes_its_totals_say_so(ledger: Ledger) -> None:
+    ledger.record(entry("run:certain", key="a", usd="1.00"))
+    uncertain = entry(
+        "resume:doubtful", key="b", kind="resume", attempt=2, usd="2.00", uncertain=True
+    )
+    ledger.record(uncertain)
+    ledger.record(uncertain)  # a replayed step flags it once
+
+    total = ledger.issue_total("issue-1")
+    assert total == Total(micros=3_000_000, priced=2, uncertain=1)
+    assert total.format() == "$3.00 (uncertain)"
+    assert ledger.subtask_total("issue-1", "a").format() == "$1.00"
+    assert ledger.subtask_total("issue-1", "b").format() == "$2.00 (uncertain)"
+    rows = {row.subtask_key: row for row in ledger.entries(issue="ENG-1")}
+    assert not rows["a"].uncertain and rows["a"].total.uncertain == 0
+    assert rows["b"].uncertain and rows["b"].total.uncertain == 1

@@ -10,6 +10,9 @@ Contract:
   (``settings.budget.timezone``) at ``created_at``, both from an injectable clock.
 - Money is stored as integer micro-dollars (``usd_micros``); ``NULL`` means unpriced, which
   every total keeps counting separately (:class:`~edge_worker.costs.money.Total`).
+- An entry whose figure the executor could not confirm (``uncertain``) is listed in
+  ``cost_entries_uncertain`` (a table of its own, so databases made before it need no
+  migration); totals count such entries and read "(uncertain)".
 - Everything is synchronous SQLAlchemy Core: the workflows call it inside DBOS steps.
 """
 
@@ -55,6 +58,14 @@ COST_ENTRIES = sa.Table(
 )
 
 
+COST_ENTRIES_UNCERTAIN = sa.Table(
+    "cost_entries_uncertain",
+    METADATA,
+    sa.Column("entry_id", sa.String, primary_key=True),
+)
+"""The entries of ``cost_entries`` whose figure is uncertain."""
+
+
 def utc_now() -> datetime:
     """The real clock."""
     return datetime.now(UTC)
@@ -98,6 +109,7 @@ class CostEntry:
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     usd: Amount | None = None
+    uncertain: bool = False
 
     def __post_init__(self) -> None:
         if not self.entry_id:
@@ -133,13 +145,15 @@ class LedgerRow:
     attempt: int
     usage: Usage
     usd_micros: int | None
+    uncertain: bool = False
 
     @property
     def total(self) -> Total:
         """This entry as a one-part total (unpriced when ``usd_micros`` is ``None``)."""
+        uncertain = int(self.uncertain)
         if self.usd_micros is None:
-            return Total(unpriced=1)
-        return Total(micros=self.usd_micros, priced=1)
+            return Total(unpriced=1, uncertain=uncertain)
+        return Total(micros=self.usd_micros, priced=1, uncertain=uncertain)
 
     @property
     def usd(self) -> float | None:
@@ -147,24 +161,26 @@ class LedgerRow:
         return None if self.usd_micros is None else float(from_micros(self.usd_micros))
 
 
-def _insert_ignoring_duplicates(dialect: str, values: dict[str, Any]) -> sa.Executable:
+def _insert_ignoring_duplicates(
+    dialect: str, values: dict[str, Any], table: sa.Table = COST_ENTRIES
+) -> sa.Executable:
     """``INSERT .. ON CONFLICT (entry_id) DO NOTHING RETURNING entry_id`` for ``dialect``.
 
     A row comes back only when the entry is new (SQLite >= 3.35 and PostgreSQL).
     """
     if dialect == "sqlite":
         return (
-            sqlite.insert(COST_ENTRIES)
+            sqlite.insert(table)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["entry_id"])
-            .returning(COST_ENTRIES.c.entry_id)
+            .returning(table.c.entry_id)
         )
     if dialect == "postgresql":
         return (
-            postgresql.insert(COST_ENTRIES)
+            postgresql.insert(table)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["entry_id"])
-            .returning(COST_ENTRIES.c.entry_id)
+            .returning(table.c.entry_id)
         )
     raise ValueError(f"the cost ledger supports SQLite and PostgreSQL, not {dialect}")
 
@@ -221,19 +237,38 @@ class Ledger:
             "output_tokens": entry.usage.output_tokens,
             "usd_micros": None if entry.usd is None else to_micros(entry.usd),
         }
-        statement = _insert_ignoring_duplicates(self._engine.dialect.name, values)
+        dialect = self._engine.dialect.name
+        statement = _insert_ignoring_duplicates(dialect, values)
         with self._engine.begin() as connection:
             # RETURNING rather than rowcount: psycopg reports -1 for this statement.
-            return connection.execute(statement).first() is not None
+            new = connection.execute(statement).first() is not None
+            if entry.uncertain:
+                flag = {"entry_id": entry.entry_id}
+                connection.execute(
+                    _insert_ignoring_duplicates(dialect, flag, COST_ENTRIES_UNCERTAIN)
+                )
+            return new
 
     def _total(self, *conditions: sa.ColumnElement[bool]) -> Total:
         usd = COST_ENTRIES.c.usd_micros
-        query = sa.select(
-            sa.func.coalesce(sa.func.sum(usd), 0), sa.func.count(usd), sa.func.count()
-        ).where(*conditions)
+        query = (
+            sa.select(
+                sa.func.coalesce(sa.func.sum(usd), 0),
+                sa.func.count(usd),
+                sa.func.count(),
+                sa.func.count(COST_ENTRIES_UNCERTAIN.c.entry_id),
+            )
+            .select_from(_with_uncertainty())
+            .where(*conditions)
+        )
         with self._engine.connect() as connection:
-            micros, priced, parts = connection.execute(query).one()
-        return Total(micros=int(micros), priced=int(priced), unpriced=int(parts) - int(priced))
+            micros, priced, parts, uncertain = connection.execute(query).one()
+        return Total(
+            micros=int(micros),
+            priced=int(priced),
+            unpriced=int(parts) - int(priced),
+            uncertain=int(uncertain),
+        )
 
     def issue_total(self, issue_id: str) -> Total:
         """Everything spent on ``issue_id``: planner, every run, resume and verification."""
@@ -252,7 +287,12 @@ class Ledger:
 
         ``issue`` matches the issue's id or its identifier (``ENG-12``).
         """
-        query = sa.select(COST_ENTRIES).order_by(COST_ENTRIES.c.created_at, COST_ENTRIES.c.entry_id)
+        flagged = COST_ENTRIES_UNCERTAIN.c.entry_id.is_not(None).label("uncertain")
+        query = (
+            sa.select(COST_ENTRIES, flagged)
+            .select_from(_with_uncertainty())
+            .order_by(COST_ENTRIES.c.created_at, COST_ENTRIES.c.entry_id)
+        )
         if day is not None:
             query = query.where(COST_ENTRIES.c.day == day)
         if issue is not None:
@@ -261,6 +301,13 @@ class Ledger:
             )
         with self._engine.connect() as connection:
             return [_row(mapping) for mapping in connection.execute(query).mappings()]
+
+
+def _with_uncertainty() -> sa.FromClause:
+    """``cost_entries`` with each entry's uncertainty flag (``NULL`` when certain)."""
+    return COST_ENTRIES.outerjoin(
+        COST_ENTRIES_UNCERTAIN, COST_ENTRIES_UNCERTAIN.c.entry_id == COST_ENTRIES.c.entry_id
+    )
 
 
 def _row(mapping: sa.RowMapping) -> LedgerRow:
@@ -286,4 +333,5 @@ def _row(mapping: sa.RowMapping) -> LedgerRow:
             output_tokens=mapping["output_tokens"],
         ),
         usd_micros=mapping["usd_micros"],
+        uncertain=bool(mapping["uncertain"]),
     )
