@@ -125,6 +125,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
         transcript = previous.extra.get("transcript")
         if not (isinstance(transcript, str) and Path(transcript).is_file()):
             return before_to_extra(UNKNOWN_BEFORE)
-        parser = self._replay(previous)
-        assert isinstance(parser, CodexStreamParser)
+        # Quiet: the previous run's notices were logged when it ran.
+        parser = CodexStreamParser(log_notices=False)
+        self._replay(previous, parser)
         return before_to_extra(total_after(parser.thread_usage, before_from_extra(previous.extra)))

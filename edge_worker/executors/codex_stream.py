@@ -44,6 +44,7 @@ class CodexStreamParser:
     notices: list[str] = field(default_factory=list)
     summary: str | None = None
     junk_lines: int = 0
+    log_notices: bool = True
 
     @property
     def session_id(self) -> str | None:
@@ -94,7 +95,8 @@ class CodexStreamParser:
         if item_type == "error":
             notice = _str(item.get("message")) or "error item without a message"
             self.notices.append(notice)
-            log.warning("codex_stream.notice", message=clip(notice, 500))
+            if self.log_notices:
+                log.warning("codex_stream.notice", message=clip(notice, 500))
             return []
         text = _str(item.get("text"))
         if item_type == "agent_message" and text:

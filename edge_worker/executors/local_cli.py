@@ -340,8 +340,9 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             handle,
         )
 
-    def _replay(self, handle: RunHandle) -> StreamParser:
-        parser = self.new_parser()
+    def _replay(self, handle: RunHandle, parser: StreamParser | None = None) -> StreamParser:
+        """``parser`` (default: a new one) fed with the run's transcript, if there is one."""
+        parser = parser or self.new_parser()
         path = handle.extra.get("transcript")
         if isinstance(path, str) and Path(path).is_file():
             with open(path, encoding="utf-8", errors="replace") as transcript:
