@@ -129,7 +129,9 @@ def test_claude_success_with_progress_cost_usage_and_session() -> None:
     assert run.num_turns == 3
     assert run.session_id == "sess-1"
     assert run.model == "claude-sonnet-4-5"
-    assert run.usage == Usage(input_tokens=420, cached_input_tokens=300, output_tokens=50)
+    assert run.usage == Usage(
+        input_tokens=420, cached_input_tokens=300, cache_write_input_tokens=20, output_tokens=50
+    )
     assert run.error is None
 
 

@@ -18,7 +18,8 @@ Contract:
   would count earlier attempts twice), else ``total_cost_usd``; None when nothing was
   reported.
 - Token convention: ``Usage.input_tokens`` counts every prompt token (fresh, cache writes
-  and cache reads); ``Usage.cached_input_tokens`` is the cache-read subset of it.
+  and cache reads); ``Usage.cached_input_tokens`` is the cache-read subset of it and
+  ``Usage.cache_write_input_tokens`` the cache-write subset.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class ClaudeUsage:
             + self.cache_read_input_tokens
             + self.cache_creation_input_tokens,
             cached_input_tokens=self.cache_read_input_tokens,
+            cache_write_input_tokens=self.cache_creation_input_tokens,
             output_tokens=self.output_tokens,
         )
 

@@ -49,7 +49,9 @@ def real_cli(name: str) -> Path:
     except subprocess.TimeoutExpired:
         _unavailable("installing from the npm registry took over 15 minutes")
     if done.returncode != 0:
-        _unavailable(f"installing from the npm registry failed: {done.stderr.strip()[-800:]}")
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        first = "; ".join(lines[:2]) or f"exit code {done.returncode}"
+        _unavailable(f"installing from the npm registry failed: {first[:400]}")
     for line in done.stdout.splitlines():
         found, _, path = line.partition(" ")
         if found == name and Path(path).is_file():
