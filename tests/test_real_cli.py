@@ -20,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_worker.costs.cli import run_costs_command
 from edge_worker.costs.money import format_usd
+from edge_worker.costs.prices import price_table, price_usage
+from edge_worker.executors.base import RunStatus
+from edge_worker.executors.codex import CodexExecutor
+from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.sandbox.anthropic import (
     AnthropicStandIn,
     TextAnswer,
@@ -37,8 +42,9 @@ from edge_worker.sandbox.openai_responses import (
     serve_responses,
 )
 from edge_worker.sandbox.world import SandboxWorld
-from edge_worker.settings import Settings
+from edge_worker.settings import CodexSettings, Settings
 from tests.support.e2e import E2E, row_of, running
+from tests.support.local_agents import init_repo, make_task
 from tests.support.real_clis import OFFLINE_PASS_ENV, offline_env, real_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -75,6 +81,20 @@ def write_file(path: str, content: str) -> str:
     """A shell command writing ``content`` to ``path`` (quoting-proof)."""
     encoded = base64.b64encode(content.encode()).decode()
     return f"echo {encoded} | base64 -d > {path}"
+
+
+def write_codex_config(codex_home: Path, base_url: str) -> None:
+    """Point Codex at the loopback stand-in (a provider speaking the Responses API)."""
+    (codex_home / "config.toml").write_text(
+        f'model = "{CODEX_MODEL}"\n'
+        'model_provider = "loopback"\n'
+        "check_for_update_on_startup = false\n"
+        "[model_providers.loopback]\n"
+        'name = "loopback stand-in"\n'
+        f'base_url = "{base_url}"\n'
+        'env_key = "LOOPBACK_MODEL_KEY"\n'
+        'wire_api = "responses"\n'
+    )
 
 
 def ledger_rows(e2e: E2E, issue_id: str, executor: str) -> list[dict[str, Any]]:
@@ -114,16 +134,7 @@ def test_real_cli_codex_resume_is_charged_what_the_model_served(tmp_path: Path) 
         serve_responses(model) as base_url,
         SandboxWorld(tmp_path / "world", plan=plan) as world,
     ):
-        (codex_home / "config.toml").write_text(
-            f'model = "{CODEX_MODEL}"\n'
-            'model_provider = "loopback"\n'
-            "check_for_update_on_startup = false\n"
-            "[model_providers.loopback]\n"
-            'name = "loopback stand-in"\n'
-            f'base_url = "{base_url}"\n'
-            'env_key = "LOOPBACK_MODEL_KEY"\n'
-            'wire_api = "responses"\n'
-        )
+        write_codex_config(codex_home, base_url)
         env = {
             **offline_env(tmp_path / "home"),
             "CODEX_HOME": str(codex_home),
@@ -285,3 +296,42 @@ def test_real_cli_claude_code_resume_is_charged_what_the_model_served(tmp_path: 
         sum(line[name] for line in lines)
         for name in ("input_tokens", "cached_input_tokens", "output_tokens")
     ) == tuple(answers * count for count in per_answer)
+
+
+async def test_real_cli_codex_failed_turn_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model refuses the request (400): the real CLI's failed turn fails the run,
+    unpriced, while its notice about the model stays a notice."""
+    codex = real_cli("codex")
+    model = ResponsesStandIn(api_key=FAKE_KEY)  # nothing scripted: every request gets 400
+    codex_home = tmp_path / "codex-home"
+    codex_home.mkdir()
+    with serve_responses(model) as base_url:
+        write_codex_config(codex_home, base_url)
+        for name, value in {
+            **offline_env(tmp_path / "home"),
+            "CODEX_HOME": str(codex_home),
+            "LOOPBACK_MODEL_KEY": FAKE_KEY,
+        }.items():
+            monkeypatch.setenv(name, value)
+        settings = CodexSettings(
+            binary=str(codex),
+            model=CODEX_MODEL,
+            pass_env=["CODEX_HOME", "LOOPBACK_MODEL_KEY", *OFFLINE_PASS_ENV],
+            timeout_seconds=120,
+        )
+        executor = CodexExecutor(
+            settings,
+            WorktreeManager(tmp_path / "worktrees"),
+            pricer=lambda name, usage: price_usage(price_table(), name, usage),
+        )
+        repo = init_repo(tmp_path / "project")
+        with capture_logs() as logs:
+            result = await executor.follow(await executor.start(make_task(repo)))
+
+    assert result.status is RunStatus.FAILED
+    assert result.error and "no answer left" in result.error
+    assert result.cost_usd is None
+    assert model.requests and all(r.status == 400 for r in model.requests)
+    assert any(entry["event"] == "codex_stream.notice" for entry in logs)
