@@ -156,8 +156,6 @@ class ResponsesStandIn:
             answer = self.answers.popleft() if self.answers else None
             self._counter += 1
             number = self._counter
-            if answer is not None:
-                self.served = self.served.plus(dict(answer.usage or DEFAULT_USAGE))
         if answer is None:
             return self._refuse(
                 path, headers, body, 400, "invalid_request", "responses stand-in: no answer left"
@@ -167,6 +165,8 @@ class ResponsesStandIn:
             return self._refuse(
                 path, headers, body, 400, "invalid_request", "no shell tool in the request"
             )
+        with self._lock:
+            self.served = self.served.plus(dict(answer.usage or DEFAULT_USAGE))
         self._record(path, headers, body, 200)
         events = _events(f"resp_standin_{number:04d}", body["model"], item, answer)
         return StreamingResponse(_sse(events), media_type="text/event-stream")
