@@ -349,3 +349,32 @@ class HandleStore:
                 sa.text("SELECT body FROM handles WHERE key = :key"), {"key": key}
             ).scalar_one()
         return RunHandle.model_validate_json(body)
+
+
+async def test_a_follow_up_after_success_resumes_the_thread_and_its_delta(
+    fakes: FakeAgents,
+    worktrees: WorktreeManager,
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A success removes the worktree (and the transcript in it); a later follow-up that
+    reopens the thread still knows its id and what it had used."""
+    monkeypatch.setenv("FAKE_AGENT_STATE", str(tmp_path / "fake-state"))
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND})
+    executor = make_executor(
+        fakes, worktrees, Pricer(), pass_env=["FAKE_AGENT_SCENARIO", "FAKE_AGENT_STATE"]
+    )
+    task = make_task(repo)
+    first = await executor.start(task)
+    thread = (await executor.follow(first)).session_id
+    await executor.release(first, succeeded=True)
+    assert not Path(first.workdir or "").exists()
+
+    second = await executor.resume(first, task, "Also add 'world'.")
+    result = await executor.follow(second)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert second.session_id == thread and result.session_id == thread
+    assert result.usage == Usage(**SECOND)
+    assert not result.cost_uncertain

@@ -122,8 +122,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
 
     def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
         """The thread's total at the end of ``previous``, for the next run's delta."""
-        transcript = previous.extra.get("transcript")
-        if not (isinstance(transcript, str) and Path(transcript).is_file()):
+        if self.transcript_of(previous) is None:
             return before_to_extra(UNKNOWN_BEFORE)
         # Quiet: the previous run's notices were logged when it ran.
         parser = CodexStreamParser(log_notices=False)

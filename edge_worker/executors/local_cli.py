@@ -23,7 +23,9 @@ Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
 - ``cancel(handle)`` stops the run (SIGTERM, SIGKILL after the grace period) and returns
   once nothing of it is left.
 - ``release(handle, succeeded)``: the worktree is removed after a success (the branch is
-  kept), kept for inspection after a failure.
+  kept), kept for inspection after a failure. The run's transcript is first copied to
+  ``<worktrees root>/.edge-worker-transcripts/``, so a follow-up that reopens the session
+  later still finds its session id and what it reported.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,8 @@ from edge_worker.verification.local import run_local_verification
 log = structlog.get_logger(__name__)
 
 TRANSCRIPTS_DIR = "edge-worker-runs"
+TRANSCRIPTS_ARCHIVE = ".edge-worker-transcripts"
+"""Under the worktrees root: transcripts of runs whose worktree was removed after success."""
 _PENDING_PROGRESS_LIMIT = 50
 INTERRUPTED_REASON = "interrupted: the daemon stopped while the run was in progress"
 
@@ -220,8 +225,30 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
 
     async def release(self, handle: RunHandle, *, succeeded: bool) -> None:
         """Remove the worktree after a success (branch kept), keep it after a failure."""
-        if handle.workdir:
-            await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
+        if not handle.workdir:
+            return
+        if succeeded:
+            self._archive_transcript(handle)
+        await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
+
+    def _archive_transcript(self, handle: RunHandle) -> None:
+        source = handle.extra.get("transcript")
+        if not (isinstance(source, str) and Path(source).is_file()):
+            return
+        archive = self._archived_transcript(handle)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, archive)
+
+    def _archived_transcript(self, handle: RunHandle) -> Path:
+        return self.worktrees.root / TRANSCRIPTS_ARCHIVE / f"{handle.run_id}.jsonl"
+
+    def transcript_of(self, handle: RunHandle) -> Path | None:
+        """The run's transcript: in its worktree, else archived after release; or None."""
+        path = handle.extra.get("transcript")
+        if isinstance(path, str) and Path(path).is_file():
+            return Path(path)
+        archived = self._archived_transcript(handle)
+        return archived if archived.is_file() else None
 
     # --- machinery ----------------------------------------------------------------------
 
@@ -343,8 +370,8 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     def _replay(self, handle: RunHandle, parser: StreamParser | None = None) -> StreamParser:
         """``parser`` (default: a new one) fed with the run's transcript, if there is one."""
         parser = parser or self.new_parser()
-        path = handle.extra.get("transcript")
-        if isinstance(path, str) and Path(path).is_file():
+        path = self.transcript_of(handle)
+        if path is not None:
             with open(path, encoding="utf-8", errors="replace") as transcript:
                 for line in transcript:
                     parser.feed(line)
