@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from edge_worker.executors.base import Executor, RunHandle, RunStatus, TaskLimits, Usage
 from edge_worker.executors.codex import CodexExecutor, codex_argv
+from edge_worker.executors.session_usage import SESSION_USAGE_BEFORE
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
 from edge_worker.settings import CodexSettings
@@ -378,3 +379,24 @@ async def test_a_follow_up_after_success_resumes_the_thread_and_its_delta(
     assert second.session_id == thread and result.session_id == thread
     assert result.usage == Usage(**SECOND)
     assert not result.cost_uncertain
+
+
+async def test_a_resumed_run_without_a_known_thread_total_is_uncertain(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume started by a daemon that kept no total (before an upgrade) is not taken
+    for a first run: its figure is the thread's, and says it is uncertain."""
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND}, session_id="thread-6")
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    await executor.follow(first)
+    second = await executor.resume(first, task, "Also add 'world'.")
+    await executor.follow(second)
+    extra = {k: v for k, v in second.extra.items() if k != SESSION_USAGE_BEFORE}
+    older = second.model_copy(update={"extra": extra})
+
+    result = await make_executor(fakes, worktrees, Pricer()).follow(older)
+
+    assert result.cost_uncertain
+    assert result.usage == Usage(**{name: USAGE[name] + SECOND[name] for name in USAGE})

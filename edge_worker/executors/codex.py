@@ -101,6 +101,8 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
             # Tokens are only known once a turn completed; before that the spend is unknown.
             return codex_run_result(parser, ending, model=model, usage=Usage(), cost_usd=None)
         before = before_from_extra(handle.extra)
+        if before is None and handle.extra.get("resumed"):
+            before = UNKNOWN_BEFORE  # resumed by a daemon that kept no total (an upgrade)
         own = usage_since(parser.thread_usage, before)
         if own.uncertain:
             log.warning(
