@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -248,3 +249,19 @@ def test_an_uncertain_entry_makes_its_totals_say_so(ledger: Ledger) -> None:
     rows = {row.subtask_key: row for row in ledger.entries(issue="ENG-1")}
     assert not rows["a"].uncertain and rows["a"].total.uncertain == 0
     assert rows["b"].uncertain and rows["b"].total.uncertain == 1
+
+
+def test_cache_writes_and_reasoning_tokens_are_kept(ledger: Ledger) -> None:
+    usage = Usage(
+        input_tokens=1000,
+        cached_input_tokens=200,
+        cache_write_input_tokens=100,
+        output_tokens=50,
+        reasoning_output_tokens=20,
+    )
+    ledger.record(dataclasses.replace(entry("run:codex", usd="0.01"), usage=usage))
+    ledger.record(entry("run:plain", key="plain", usd="0.01", tokens=(1, 0, 1)))
+    rows = {row.subtask_key: row for row in ledger.entries()}
+    assert rows["parser"].usage == usage and not rows["parser"].uncertain
+    assert rows["plain"].usage == Usage(input_tokens=1, output_tokens=1)
+    assert ledger.issue_total("issue-1").uncertain == 0

@@ -51,8 +51,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 KEY = "add-function"
 SOLUTION_PATH, SOLUTION = next(iter(DEMO_SOLUTIONS[KEY].items()))
-WRONG = SOLUTION.replace("return a + b", "return a - b")
+# A different length, so the .pyc the failed check left behind is not taken for the fix.
+WRONG = SOLUTION.replace("return a + b", "return a - b  # wrong")
 FAKE_KEY = "sk-loopback-not-a-secret"
+TOKEN_KINDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+)
 
 CODEX_MODEL = "gpt-5-codex"
 CODEX_USAGE = {
@@ -191,10 +199,13 @@ def test_real_cli_codex_resume_is_charged_what_the_model_served(tmp_path: Path) 
     costs = costs_json(state, identifier)
     lines = [line for line in costs["lines"] if line["executor"] == "codex"]
     assert sum(Decimal(str(line["usd"])) for line in lines) == expected_usd
-    assert tuple(
-        sum(line[name] for line in lines)
-        for name in ("input_tokens", "cached_input_tokens", "output_tokens")
-    ) == (served.input_tokens, served.cached_input_tokens, served.output_tokens)
+    assert tuple(sum(line[name] for line in lines) for name in TOKEN_KINDS) == (
+        served.input_tokens,
+        served.cached_input_tokens,
+        served.cache_write_input_tokens,
+        served.output_tokens,
+        served.reasoning_output_tokens,
+    )
     total = re.search(r"\*\*Total:\*\* (\$[\d,.]+)", report)
     assert total is not None and Decimal(total.group(1)[1:]) == Decimal(
         str(costs["total"]["usd"])
@@ -276,14 +287,16 @@ def test_real_cli_claude_code_resume_is_charged_what_the_model_served(tmp_path: 
         + CLAUDE_USAGE["cache_read_input_tokens"]
         + CLAUDE_USAGE["cache_creation_input_tokens"],
         CLAUDE_USAGE["cache_read_input_tokens"],
+        CLAUDE_USAGE["cache_creation_input_tokens"],
         CLAUDE_USAGE["output_tokens"],
+        0,  # the stand-in serves no thinking
     )
 
     runs = [r for r in rows if r["kind"] != "verification"]
     assert [(r["kind"], r["attempt"]) for r in runs] == [("run", 1), ("resume", 2)]
     for row in runs:
         tokens = (row["input_tokens"], row["cached_input_tokens"], row["output_tokens"])
-        assert tokens == tuple(2 * count for count in per_answer)
+        assert tokens == (2 * per_answer[0], 2 * per_answer[1], 2 * per_answer[3])
         assert row["usd"] == int(2 * CLAUDE_USD_PER_ANSWER * 1_000_000)
     expected_usd = CLAUDE_USD_PER_ANSWER * answers
     assert sum(r["usd"] for r in rows) == int(expected_usd * 1_000_000)
@@ -292,10 +305,9 @@ def test_real_cli_claude_code_resume_is_charged_what_the_model_served(tmp_path: 
     costs = costs_json(state, identifier)
     lines = [line for line in costs["lines"] if line["executor"] == "claude-code"]
     assert sum(Decimal(str(line["usd"])) for line in lines) == expected_usd
-    assert tuple(
-        sum(line[name] for line in lines)
-        for name in ("input_tokens", "cached_input_tokens", "output_tokens")
-    ) == tuple(answers * count for count in per_answer)
+    assert tuple(sum(line[name] for line in lines) for name in TOKEN_KINDS) == tuple(
+        answers * count for count in per_answer
+    )
 
 
 async def test_real_cli_codex_failed_turn_fails_the_run(

@@ -467,3 +467,18 @@ def test_real_cli_resumed_transcript_costs_only_this_attempt() -> None:
     assert parser.result.total_cost_usd == pytest.approx(0.0153)  # the whole session
     assert run.cost_usd == 0.0051  # this attempt: model_usage_since_last_result
     assert run.usage == Usage(input_tokens=1500, cached_input_tokens=0, output_tokens=40)
+
+
+def test_real_cli_api_error_after_resume_costs_nothing_not_the_session() -> None:
+    # Printed by the real Claude Code 2.1.332 through the daemon, resumed with feedback
+    # against a loopback Messages stand-in that then refused (400): total_cost_usd and
+    # modelUsage are the whole session's ($1.674), model_usage_since_last_result is empty.
+    parser = ClaudeStreamParser()
+    lines = Path(__file__).parent / "fixtures" / "claude_code_2.1.332" / "resumed_api_error.jsonl"
+    feed_all(parser, lines.read_text().splitlines())
+    assert parser.result is not None and parser.result.total_cost_usd == pytest.approx(1.674)
+    run = claude_run_result(parser, Ending(exit_code=1))
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None and "no scripted answer left" in run.error
+    assert run.cost_usd == 0.0
+    assert run.usage == Usage()

@@ -10,9 +10,10 @@ Contract:
   (``settings.budget.timezone``) at ``created_at``, both from an injectable clock.
 - Money is stored as integer micro-dollars (``usd_micros``); ``NULL`` means unpriced, which
   every total keeps counting separately (:class:`~edge_worker.costs.money.Total`).
-- An entry whose figure the executor could not confirm (``uncertain``) is listed in
-  ``cost_entries_uncertain`` (a table of its own, so databases made before it need no
-  migration); totals count such entries and read "(uncertain)".
+- What ``cost_entries`` has no column for lives in ``cost_entry_details`` (a table of its
+  own, so databases made before it need no migration), one row per entry that has any:
+  ``uncertain`` (the executor could not confirm the figure; totals count such entries and
+  read "(uncertain)"), ``cache_write_input_tokens`` and ``reasoning_output_tokens``.
 - Everything is synchronous SQLAlchemy Core: the workflows call it inside DBOS steps.
 """
 
@@ -58,12 +59,15 @@ COST_ENTRIES = sa.Table(
 )
 
 
-COST_ENTRIES_UNCERTAIN = sa.Table(
-    "cost_entries_uncertain",
+COST_ENTRY_DETAILS = sa.Table(
+    "cost_entry_details",
     METADATA,
     sa.Column("entry_id", sa.String, primary_key=True),
+    sa.Column("uncertain", sa.Boolean, nullable=False),
+    sa.Column("cache_write_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_output_tokens", sa.BigInteger, nullable=False),
 )
-"""The entries of ``cost_entries`` whose figure is uncertain."""
+"""Per entry, what ``cost_entries`` has no column for (absent: certain, zero tokens)."""
 
 
 def utc_now() -> datetime:
@@ -118,11 +122,7 @@ class CostEntry:
             raise ValueError(f"kind must be one of {', '.join(ENTRY_KINDS)}, not {self.kind!r}")
         if self.attempt < 1:
             raise ValueError(f"attempt counts from 1, not {self.attempt}")
-        tokens = (
-            self.usage.input_tokens,
-            self.usage.cached_input_tokens,
-            self.usage.output_tokens,
-        )
+        tokens = tuple(self.usage.model_dump().values())
         if min(tokens) < 0:
             raise ValueError(f"token counts cannot be negative: {self.usage!r}")
         if self.usd is not None:
@@ -242,10 +242,15 @@ class Ledger:
         with self._engine.begin() as connection:
             # RETURNING rather than rowcount: psycopg reports -1 for this statement.
             new = connection.execute(statement).first() is not None
-            if entry.uncertain:
-                flag = {"entry_id": entry.entry_id}
+            details = {
+                "entry_id": entry.entry_id,
+                "uncertain": entry.uncertain,
+                "cache_write_input_tokens": entry.usage.cache_write_input_tokens,
+                "reasoning_output_tokens": entry.usage.reasoning_output_tokens,
+            }
+            if any(value for name, value in details.items() if name != "entry_id"):
                 connection.execute(
-                    _insert_ignoring_duplicates(dialect, flag, COST_ENTRIES_UNCERTAIN)
+                    _insert_ignoring_duplicates(dialect, details, COST_ENTRY_DETAILS)
                 )
             return new
 
@@ -256,9 +261,9 @@ class Ledger:
                 sa.func.coalesce(sa.func.sum(usd), 0),
                 sa.func.count(usd),
                 sa.func.count(),
-                sa.func.count(COST_ENTRIES_UNCERTAIN.c.entry_id),
+                sa.func.count(sa.case((COST_ENTRY_DETAILS.c.uncertain, 1))),
             )
-            .select_from(_with_uncertainty())
+            .select_from(_with_details())
             .where(*conditions)
         )
         with self._engine.connect() as connection:
@@ -287,10 +292,15 @@ class Ledger:
 
         ``issue`` matches the issue's id or its identifier (``ENG-12``).
         """
-        flagged = COST_ENTRIES_UNCERTAIN.c.entry_id.is_not(None).label("uncertain")
+        details = COST_ENTRY_DETAILS.c
         query = (
-            sa.select(COST_ENTRIES, flagged)
-            .select_from(_with_uncertainty())
+            sa.select(
+                COST_ENTRIES,
+                sa.func.coalesce(details.uncertain, False).label("uncertain"),
+                sa.func.coalesce(details.cache_write_input_tokens, 0).label("cache_writes"),
+                sa.func.coalesce(details.reasoning_output_tokens, 0).label("reasoning"),
+            )
+            .select_from(_with_details())
             .order_by(COST_ENTRIES.c.created_at, COST_ENTRIES.c.entry_id)
         )
         if day is not None:
@@ -303,10 +313,10 @@ class Ledger:
             return [_row(mapping) for mapping in connection.execute(query).mappings()]
 
 
-def _with_uncertainty() -> sa.FromClause:
-    """``cost_entries`` with each entry's uncertainty flag (``NULL`` when certain)."""
+def _with_details() -> sa.FromClause:
+    """``cost_entries`` with each entry's details (``NULL`` where it has none)."""
     return COST_ENTRIES.outerjoin(
-        COST_ENTRIES_UNCERTAIN, COST_ENTRIES_UNCERTAIN.c.entry_id == COST_ENTRIES.c.entry_id
+        COST_ENTRY_DETAILS, COST_ENTRY_DETAILS.c.entry_id == COST_ENTRIES.c.entry_id
     )
 
 
@@ -331,6 +341,8 @@ def _row(mapping: sa.RowMapping) -> LedgerRow:
             input_tokens=mapping["input_tokens"],
             cached_input_tokens=mapping["cached_input_tokens"],
             output_tokens=mapping["output_tokens"],
+            cache_write_input_tokens=int(mapping["cache_writes"]),
+            reasoning_output_tokens=int(mapping["reasoning"]),
         ),
         usd_micros=mapping["usd_micros"],
         uncertain=bool(mapping["uncertain"]),

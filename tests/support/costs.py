@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from edge_worker.costs.ledger import (
     COST_ENTRIES,
-    COST_ENTRIES_UNCERTAIN,
+    COST_ENTRY_DETAILS,
     CostEntry,
     EntryKind,
     Ledger,
@@ -38,7 +38,7 @@ class FakeClock:
 def create_ledger_table(engine: sa.Engine) -> None:
     """Create the ledger's tables only, so these tests do not depend on other areas' tables."""
     COST_ENTRIES.create(engine, checkfirst=True)
-    COST_ENTRIES_UNCERTAIN.create(engine, checkfirst=True)
+    COST_ENTRY_DETAILS.create(engine, checkfirst=True)
 
 
 def sqlite_engine(path: Path) -> sa.Engine:
