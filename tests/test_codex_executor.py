@@ -400,3 +400,28 @@ async def test_a_resumed_run_without_a_known_thread_total_is_uncertain(
 
     assert result.cost_uncertain
     assert result.usage == Usage(**{name: USAGE[name] + SECOND[name] for name in USAGE})
+
+
+async def test_what_a_failed_first_turn_used_is_charged_with_the_resume(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn that failed reported no tokens (unpriced), yet the thread counts them: the
+    resume's delta from zero charges them once, with certainty."""
+    scenario(
+        monkeypatch,
+        {"outcome": "turn_failed", "errors": ["stream disconnected"], "usage": USAGE},
+        {**APPEND_WORLD, "usage": SECOND},
+        session_id="thread-7",
+    )
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    failed = await executor.follow(first)
+    assert failed.status is RunStatus.FAILED and failed.cost_usd is None
+
+    result = await executor.follow(await executor.resume(first, task, "Try again."))
+
+    both = {name: USAGE[name] + SECOND[name] for name in USAGE}
+    assert result.usage == Usage(**both)
+    assert result.cost_usd == pytest.approx(cost_of(both))
+    assert not result.cost_uncertain

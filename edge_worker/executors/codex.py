@@ -31,6 +31,7 @@ from edge_worker.executors.codex_stream import CodexStreamParser, codex_run_resu
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.executors.session_usage import (
     UNKNOWN_BEFORE,
+    Before,
     before_from_extra,
     before_to_extra,
     total_after,
@@ -100,9 +101,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
         if parser.thread_usage is None:
             # Tokens are only known once a turn completed; before that the spend is unknown.
             return codex_run_result(parser, ending, model=model, usage=Usage(), cost_usd=None)
-        before = before_from_extra(handle.extra)
-        if before is None and handle.extra.get("resumed"):
-            before = UNKNOWN_BEFORE  # resumed by a daemon that kept no total (an upgrade)
+        before = _before(handle)
         own = usage_since(parser.thread_usage, before)
         if own.uncertain:
             log.warning(
@@ -129,4 +128,14 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
         # Quiet: the previous run's notices were logged when it ran.
         parser = CodexStreamParser(log_notices=False)
         self._replay(previous, parser)
-        return before_to_extra(total_after(parser.thread_usage, before_from_extra(previous.extra)))
+        # A first run that reported nothing (stopped early) was charged nothing: whatever it
+        # used is in the next total, and charged there.
+        return before_to_extra(total_after(parser.thread_usage, _before(previous)) or Usage())
+
+
+def _before(handle: RunHandle) -> Before:
+    """The thread's total before ``handle``'s run, as its handle keeps it."""
+    before = before_from_extra(handle.extra)
+    if before is None and handle.extra.get("resumed"):
+        return UNKNOWN_BEFORE  # resumed by a daemon that kept no total (an upgrade)
+    return before
