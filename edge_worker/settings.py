@@ -147,11 +147,16 @@ class BudgetSettings(BaseModel):
 
 
 class Price(BaseModel):
-    """USD per million tokens."""
+    """USD per million tokens.
+
+    ``cache_write_input`` is the rate of prompt tokens written to the cache; ``None`` means
+    unknown, and a run that wrote to the cache is then unpriced rather than guessed.
+    """
 
     input: float = Field(ge=0)
     cached_input: float = Field(0.0, ge=0)
     output: float = Field(ge=0)
+    cache_write_input: float | None = Field(None, ge=0)
 
 
 class Repository(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,3 +132,44 @@ def test_auth_and_version_are_checked(stand_in: AnthropicStandIn, url: str) -> N
             400
         )
         assert client.post(url, headers=headers(), json=body()).status_code == 200
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """The ``data:`` payloads of a server-sent event stream, checked against their names."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        name, data = block.split("\n")
+        event = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {event['type']}"
+        events.append(event)
+    return events
+
+
+def test_a_streamed_answer_comes_as_server_sent_events(
+    stand_in: AnthropicStandIn, url: str
+) -> None:
+    usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2}
+    stand_in.script(ToolAnswer({"command": "ls"}, name="Bash", usage=usage))
+    with httpx.Client() as client:
+        answer = client.post(url, headers=headers(), json=body(stream=True))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(answer.text)
+    assert [event["type"] for event in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[1]["content_block"]["name"] == "Bash"
+    assert json.loads(events[2]["delta"]["partial_json"]) == {"command": "ls"}
+    assert events[4]["usage"] == usage and events[4]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_other_paths_are_not_found_and_recorded(stand_in: AnthropicStandIn, url: str) -> None:
+    with httpx.Client() as client:
+        missing = client.get(url.replace("/v1/messages", "/v1/models"), headers=headers())
+    assert missing.status_code == 404
+    assert [(r.path, r.status) for r in stand_in.requests] == [("/v1/models", 404)]

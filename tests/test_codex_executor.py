@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
 
-from edge_worker.executors.base import Executor, RunStatus, TaskLimits, Usage
+from edge_worker.executors.base import Executor, RunHandle, RunStatus, TaskLimits, Usage
 from edge_worker.executors.codex import CodexExecutor, codex_argv
+from edge_worker.executors.session_usage import SESSION_USAGE_BEFORE
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
 from edge_worker.settings import CodexSettings
@@ -30,11 +33,15 @@ class Pricer:
         self.asked: list[tuple[str | None, Usage]] = []
 
     def __call__(self, model: str | None, usage: Usage) -> float | None:
+        # The pricer's convention: input_tokens without the cache reads.
         self.asked.append((model, usage))
         if not self.known or model != MODEL:
             return None
-        fresh = usage.input_tokens - usage.cached_input_tokens
-        cost = fresh * INPUT + usage.cached_input_tokens * CACHED + usage.output_tokens * OUTPUT
+        cost = (
+            usage.input_tokens * INPUT
+            + usage.cached_input_tokens * CACHED
+            + usage.output_tokens * OUTPUT
+        )
         return cost / 1_000_000
 
 
@@ -71,7 +78,13 @@ def scenario(monkeypatch: pytest.MonkeyPatch, *runs: dict[str, Any], **top: Any)
     monkeypatch.setenv("FAKE_AGENT_SCENARIO", json.dumps({**top, "runs": list(runs)}))
 
 
-USAGE = {"input_tokens": 24763, "cached_input_tokens": 24448, "output_tokens": 122}
+USAGE = {
+    "input_tokens": 24763,
+    "cached_input_tokens": 24448,
+    "cache_write_input_tokens": 0,
+    "output_tokens": 122,
+    "reasoning_output_tokens": 64,
+}
 GREETING = {"edits": [{"path": "hello.txt", "content": "hello\n"}], "usage": USAGE}
 
 
@@ -92,7 +105,7 @@ async def test_a_run_is_priced_from_its_tokens(
     assert result.cost_usd == pytest.approx(expected)
     assert result.usage == Usage(**USAGE)
     assert result.model == MODEL
-    assert pricer.asked == [(MODEL, Usage(**USAGE))]
+    assert pricer.asked == [(MODEL, Usage(**{**USAGE, "input_tokens": 315}))]
     assert result.session_id == "thread-1"
     assert result.summary == "Done: applied the requested change."
     assert (await executor.verify(handle, task.verification)).passed
@@ -208,3 +221,207 @@ def test_command_line_without_a_model(tmp_path: Path) -> None:
         str(tmp_path),
         "# Task",
     ]
+
+
+SECOND = {
+    "input_tokens": 3000,
+    "cached_input_tokens": 1000,
+    "cache_write_input_tokens": 0,
+    "output_tokens": 40,
+    "reasoning_output_tokens": 10,
+}
+APPEND_WORLD = {"edits": [{"path": "hello.txt", "content": "world\n", "append": True}]}
+
+
+def cost_of(usage: dict[str, int]) -> float:
+    fresh = usage["input_tokens"] - usage["cached_input_tokens"]
+    return (
+        fresh * INPUT + usage["cached_input_tokens"] * CACHED + usage["output_tokens"] * OUTPUT
+    ) / 1_000_000
+
+
+async def test_a_resumed_run_is_charged_its_own_tokens_not_the_threads(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake, like the real CLI, reports the thread's running total after a resume.
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND}, session_id="thread-3")
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    await executor.follow(first)
+
+    second = await executor.resume(first, task, "Also add 'world'.")
+    result = await executor.follow(second)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.usage == Usage(**SECOND)
+    assert result.cost_usd == pytest.approx(cost_of(SECOND))
+    assert not result.cost_uncertain
+
+
+async def test_the_thread_total_before_a_run_survives_a_daemon_restart(
+    fakes: FakeAgents,
+    worktrees: WorktreeManager,
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Handles go through a real database between daemons, as the workflows keep them."""
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND}, session_id="thread-4")
+    database = HandleStore(tmp_path / "daemon.sqlite")
+    task = make_task(repo)
+
+    before_restart = make_executor(fakes, worktrees, Pricer())
+    first = await before_restart.start(task)
+    assert (await before_restart.follow(first)).usage == Usage(**USAGE)
+    database.save("run-1", first)
+
+    after_restart = make_executor(fakes, worktrees, Pricer())
+    second = await after_restart.resume(database.load("run-1"), task, "Also add 'world'.")
+    database.save("run-2", second)
+    await after_restart.follow(second)  # the run ends while this daemon watches it
+
+    # A third daemon knows the run only from the database (and its transcript).
+    third_daemon = make_executor(fakes, worktrees, Pricer())
+    result = await third_daemon.follow(database.load("run-2"))
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.usage == Usage(**SECOND)
+    assert result.cost_usd == pytest.approx(cost_of(SECOND))
+
+
+async def test_a_thread_total_lower_than_before_is_kept_as_reported_and_uncertain(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CLI whose semantics changed: after the resume it prints the turn's own (smaller) use.
+    scenario(
+        monkeypatch,
+        GREETING,
+        {**APPEND_WORLD, "usage": SECOND, "report": "turn"},
+        session_id="thread-5",
+    )
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    await executor.follow(first)
+    with capture_logs() as logs:
+        result = await executor.follow(await executor.resume(first, task, "Also add 'world'."))
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.usage == Usage(**SECOND)  # the figure reported, neither negative nor doubled
+    assert result.cost_usd == pytest.approx(cost_of(SECOND))
+    assert result.cost_uncertain
+    assert [entry["event"] for entry in logs].count("codex.usage_uncertain") == 1
+
+
+async def test_a_notice_the_cli_continues_past_does_not_fail_the_run(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notice = "Model metadata for `gpt-5-codex` not found. Defaulting to fallback metadata."
+    scenario(monkeypatch, {**GREETING, "notice": notice})
+    executor = make_executor(fakes, worktrees, Pricer())
+    with capture_logs() as logs:
+        result = await executor.follow(await executor.start(make_task(repo)))
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.usage == Usage(**USAGE)
+    assert {"event": "codex_stream.notice", "message": notice} in [
+        {"event": entry["event"], "message": entry.get("message")} for entry in logs
+    ]
+
+
+class HandleStore:
+    """Run handles in a SQLite table: what a daemon reads back after a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.engine = sa.create_engine(f"sqlite:///{path}")
+        with self.engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE handles (key TEXT PRIMARY KEY, body TEXT)"))
+
+    def save(self, key: str, handle: RunHandle) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.text("INSERT INTO handles VALUES (:key, :body)"),
+                {"key": key, "body": handle.model_dump_json()},
+            )
+
+    def load(self, key: str) -> RunHandle:
+        with self.engine.connect() as connection:
+            body = connection.execute(
+                sa.text("SELECT body FROM handles WHERE key = :key"), {"key": key}
+            ).scalar_one()
+        return RunHandle.model_validate_json(body)
+
+
+async def test_a_follow_up_after_success_resumes_the_thread_and_its_delta(
+    fakes: FakeAgents,
+    worktrees: WorktreeManager,
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A success removes the worktree (and the transcript in it); a later follow-up that
+    reopens the thread still knows its id and what it had used."""
+    monkeypatch.setenv("FAKE_AGENT_STATE", str(tmp_path / "fake-state"))
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND})
+    executor = make_executor(
+        fakes, worktrees, Pricer(), pass_env=["FAKE_AGENT_SCENARIO", "FAKE_AGENT_STATE"]
+    )
+    task = make_task(repo)
+    first = await executor.start(task)
+    thread = (await executor.follow(first)).session_id
+    await executor.release(first, succeeded=True)
+    assert not Path(first.workdir or "").exists()
+
+    second = await executor.resume(first, task, "Also add 'world'.")
+    result = await executor.follow(second)
+
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert second.session_id == thread and result.session_id == thread
+    assert result.usage == Usage(**SECOND)
+    assert not result.cost_uncertain
+
+
+async def test_a_resumed_run_without_a_known_thread_total_is_uncertain(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume started by a daemon that kept no total (before an upgrade) is not taken
+    for a first run: its figure is the thread's, and says it is uncertain."""
+    scenario(monkeypatch, GREETING, {**APPEND_WORLD, "usage": SECOND}, session_id="thread-6")
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    await executor.follow(first)
+    second = await executor.resume(first, task, "Also add 'world'.")
+    await executor.follow(second)
+    extra = {k: v for k, v in second.extra.items() if k != SESSION_USAGE_BEFORE}
+    older = second.model_copy(update={"extra": extra})
+
+    result = await make_executor(fakes, worktrees, Pricer()).follow(older)
+
+    assert result.cost_uncertain
+    assert result.usage == Usage(**{name: USAGE[name] + SECOND[name] for name in USAGE})
+
+
+async def test_what_a_failed_first_turn_used_is_charged_with_the_resume(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn that failed reported no tokens (unpriced), yet the thread counts them: the
+    resume's delta from zero charges them once, with certainty."""
+    scenario(
+        monkeypatch,
+        {"outcome": "turn_failed", "errors": ["stream disconnected"], "usage": USAGE},
+        {**APPEND_WORLD, "usage": SECOND},
+        session_id="thread-7",
+    )
+    executor = make_executor(fakes, worktrees, Pricer())
+    task = make_task(repo)
+    first = await executor.start(task)
+    failed = await executor.follow(first)
+    assert failed.status is RunStatus.FAILED and failed.cost_usd is None
+
+    result = await executor.follow(await executor.resume(first, task, "Try again."))
+
+    both = {name: USAGE[name] + SECOND[name] for name in USAGE}
+    assert result.usage == Usage(**both)
+    assert result.cost_usd == pytest.approx(cost_of(both))
+    assert not result.cost_uncertain

@@ -181,7 +181,13 @@ def test_without_filters_it_shows_today_in_the_configured_zone(
 def test_a_day_and_an_issue_together(settings: Settings, clock: FakeClock, recorded: None) -> None:
     _, out, _ = run(settings, clock, day="2025-03-11", issue="issue-2", as_json=True)
     data = json.loads(out)
-    assert data["total"] == {"usd": 1.006, "priced": 1, "unpriced": 0, "display": "$1.01"}
+    assert data["total"] == {
+        "usd": 1.006,
+        "priced": 1,
+        "unpriced": 0,
+        "uncertain": 0,
+        "display": "$1.01",
+    }
 
 
 def test_a_day_without_entries_says_so(
@@ -197,7 +203,13 @@ def test_a_missing_database_reads_as_empty_and_is_not_created(
 ) -> None:
     code, out, _ = run(settings, clock, as_json=True)
     assert code == EXIT_OK
-    assert json.loads(out)["total"] == {"usd": 0.0, "priced": 0, "unpriced": 0, "display": "$0.00"}
+    assert json.loads(out)["total"] == {
+        "usd": 0.0,
+        "priced": 0,
+        "unpriced": 0,
+        "uncertain": 0,
+        "display": "$0.00",
+    }
     assert not Path(settings.resolved_database_url.removeprefix("sqlite:///")).exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -230,3 +231,37 @@ def test_the_ledger_table_is_registered_with_the_daemons_tables() -> None:
     from edge_worker.storage.db import METADATA
 
     assert METADATA.tables["cost_entries"] is COST_ENTRIES
+
+
+def test_an_uncertain_entry_makes_its_totals_say_so(ledger: Ledger) -> None:
+    ledger.record(entry("run:certain", key="a", usd="1.00"))
+    uncertain = entry(
+        "resume:doubtful", key="b", kind="resume", attempt=2, usd="2.00", uncertain=True
+    )
+    ledger.record(uncertain)
+    ledger.record(uncertain)  # a replayed step flags it once
+
+    total = ledger.issue_total("issue-1")
+    assert total == Total(micros=3_000_000, priced=2, uncertain=1)
+    assert total.format() == "$3.00 (uncertain)"
+    assert ledger.subtask_total("issue-1", "a").format() == "$1.00"
+    assert ledger.subtask_total("issue-1", "b").format() == "$2.00 (uncertain)"
+    rows = {row.subtask_key: row for row in ledger.entries(issue="ENG-1")}
+    assert not rows["a"].uncertain and rows["a"].total.uncertain == 0
+    assert rows["b"].uncertain and rows["b"].total.uncertain == 1
+
+
+def test_cache_writes_and_reasoning_tokens_are_kept(ledger: Ledger) -> None:
+    usage = Usage(
+        input_tokens=1000,
+        cached_input_tokens=200,
+        cache_write_input_tokens=100,
+        output_tokens=50,
+        reasoning_output_tokens=20,
+    )
+    ledger.record(dataclasses.replace(entry("run:codex", usd="0.01"), usage=usage))
+    ledger.record(entry("run:plain", key="plain", usd="0.01", tokens=(1, 0, 1)))
+    rows = {row.subtask_key: row for row in ledger.entries()}
+    assert rows["parser"].usage == usage and not rows["parser"].uncertain
+    assert rows["plain"].usage == Usage(input_tokens=1, output_tokens=1)
+    assert ledger.issue_total("issue-1").uncertain == 0

@@ -85,8 +85,17 @@ def test_json_carries_number_counts_and_text() -> None:
         "usd": 3.4213,
         "priced": 1,
         "unpriced": 1,
+        "uncertain": 0,
         "display": "$3.42 + 1 unpriced run",
     }
+
+
+def test_a_total_with_an_uncertain_part_says_so() -> None:
+    doubtful = Total(micros=2_000_000, priced=1, uncertain=1)
+    assert (Total.of("1.00") + doubtful).format() == "$3.00 (uncertain)"
+    assert (Total(unpriced=1, uncertain=1) + Total.of(None)).format() == "unpriced (uncertain)"
+    assert (doubtful + Total.of(None)).to_json()["display"] == "$2.00 + 1 unpriced run (uncertain)"
+    assert Total.of("1.00").format() == "$1.00"
 
 
 def test_micros_round_trip() -> None:

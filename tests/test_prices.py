@@ -14,6 +14,7 @@ from edge_worker.costs.prices import (
     price_usage,
     price_usage_exact,
     prices_from_settings,
+    usage_without_cache_reads,
 )
 from edge_worker.executors.base import Usage
 from edge_worker.settings import Price, load_settings
@@ -91,3 +92,39 @@ def test_prices_come_from_the_configuration_file(
     prices = prices_from_settings(load_settings())
     assert price_usage(prices, "claude-sonnet-4-5", Usage(input_tokens=MILLION)) == 4.0
     assert price_usage(prices, "gpt-5", Usage(input_tokens=MILLION)) == 1.25
+
+
+def test_cache_writes_are_priced_at_the_models_cache_write_rate() -> None:
+    # 700 fresh input (of which 100 written to the cache), 200 cache reads, 50 output.
+    usage = Usage(
+        input_tokens=700,
+        cached_input_tokens=200,
+        cache_write_input_tokens=100,
+        output_tokens=50,
+        reasoning_output_tokens=20,
+    )
+    # sonnet: 600 x 3 + 100 x 3.75 + 200 x 0.30 + 50 x 15 = 2985 per million
+    assert price_usage_exact(price_table(), "claude-sonnet-4-5", usage) == Decimal("0.002985")
+
+
+def test_reasoning_tokens_are_output_already_and_cost_nothing_more() -> None:
+    plain = Usage(input_tokens=100, output_tokens=50)
+    reasoning = plain.model_copy(update={"reasoning_output_tokens": 30})
+    prices = price_table()
+    assert price_usage_exact(prices, "gpt-5", reasoning) == price_usage_exact(
+        prices, "gpt-5", plain
+    )
+
+
+def test_cache_writes_without_a_configured_rate_leave_the_run_unpriced() -> None:
+    prices = price_table({"local-llama": Price(input=1.0, output=2.0)})
+    assert price_usage(prices, "local-llama", Usage(input_tokens=10, output_tokens=10)) == 0.00003
+    writing = Usage(input_tokens=10, cache_write_input_tokens=5, output_tokens=10)
+    assert price_usage(prices, "local-llama", writing) is None
+
+
+def test_cache_reads_come_out_of_input_for_clis_that_count_them_inside() -> None:
+    codex = Usage(input_tokens=1000, cached_input_tokens=200, output_tokens=50)
+    assert usage_without_cache_reads(codex) == Usage(
+        input_tokens=800, cached_input_tokens=200, output_tokens=50
+    )

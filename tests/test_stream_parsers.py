@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_worker.executors.base import RunStatus, Usage
 from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_result
@@ -128,7 +129,9 @@ def test_claude_success_with_progress_cost_usage_and_session() -> None:
     assert run.num_turns == 3
     assert run.session_id == "sess-1"
     assert run.model == "claude-sonnet-4-5"
-    assert run.usage == Usage(input_tokens=420, cached_input_tokens=300, output_tokens=50)
+    assert run.usage == Usage(
+        input_tokens=420, cached_input_tokens=300, cache_write_input_tokens=20, output_tokens=50
+    )
     assert run.error is None
 
 
@@ -313,16 +316,48 @@ def test_codex_success_with_progress_usage_and_thread() -> None:
     assert run.model == "gpt-5-codex"
 
 
-def test_codex_usage_adds_up_over_turns() -> None:
+def test_codex_usage_is_the_last_thread_total_reported() -> None:
+    # The real CLI (0.169.0) reports the thread's running total: the last one is the total.
     parser = CodexStreamParser()
-    turn = line(
+    totals = [
+        {"input_tokens": 10, "cached_input_tokens": 4, "output_tokens": 3},
         {
-            "type": "turn.completed",
-            "usage": {"input_tokens": 10, "cached_input_tokens": 4, "output_tokens": 3},
-        }
+            "input_tokens": 25,
+            "cached_input_tokens": 8,
+            "cache_write_input_tokens": 5,
+            "output_tokens": 7,
+            "reasoning_output_tokens": 2,
+        },
+    ]
+    feed_all(parser, [line({"type": "turn.completed", "usage": usage}) for usage in totals])
+    assert parser.thread_usage == Usage(
+        input_tokens=25,
+        cached_input_tokens=8,
+        cache_write_input_tokens=5,
+        output_tokens=7,
+        reasoning_output_tokens=2,
     )
-    feed_all(parser, [turn, turn])
-    assert parser.usage == Usage(input_tokens=20, cached_input_tokens=8, output_tokens=6)
+    assert parser.turns_completed == 2
+
+
+def test_codex_error_item_is_a_notice_that_does_not_fail_the_run() -> None:
+    notice = "Model metadata for `gpt-5-codex` not found. Defaulting to fallback metadata."
+    parser = CodexStreamParser()
+    with capture_logs() as logs:
+        feed_all(
+            parser,
+            [
+                line({"type": "thread.started", "thread_id": "t-1"}),
+                line({"type": "item.completed", "item": {"type": "error", "message": notice}}),
+                *CODEX_OK[1:],
+            ],
+        )
+    run = codex_run_result(parser, Ending(exit_code=0), model="gpt-5-codex", cost_usd=None)
+    assert run.status is RunStatus.SUCCEEDED
+    assert parser.notices == [notice]
+    assert [entry["message"] for entry in logs if entry["event"] == "codex_stream.notice"] == [
+        notice
+    ]
 
 
 def test_codex_turn_failed_is_a_failure_with_its_message() -> None:
@@ -432,3 +467,18 @@ def test_real_cli_resumed_transcript_costs_only_this_attempt() -> None:
     assert parser.result.total_cost_usd == pytest.approx(0.0153)  # the whole session
     assert run.cost_usd == 0.0051  # this attempt: model_usage_since_last_result
     assert run.usage == Usage(input_tokens=1500, cached_input_tokens=0, output_tokens=40)
+
+
+def test_real_cli_api_error_after_resume_costs_nothing_not_the_session() -> None:
+    # Printed by the real Claude Code 2.1.332 through the daemon, resumed with feedback
+    # against a loopback Messages stand-in that then refused (400): total_cost_usd and
+    # modelUsage are the whole session's ($1.674), model_usage_since_last_result is empty.
+    parser = ClaudeStreamParser()
+    lines = Path(__file__).parent / "fixtures" / "claude_code_2.1.332" / "resumed_api_error.jsonl"
+    feed_all(parser, lines.read_text().splitlines())
+    assert parser.result is not None and parser.result.total_cost_usd == pytest.approx(1.674)
+    run = claude_run_result(parser, Ending(exit_code=1))
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None and "no scripted answer left" in run.error
+    assert run.cost_usd == 0.0
+    assert run.usage == Usage()

@@ -233,7 +233,9 @@ def _as_json(
                 "entries": line.entries,
                 "input_tokens": line.usage.input_tokens,
                 "cached_input_tokens": line.usage.cached_input_tokens,
+                "cache_write_input_tokens": line.usage.cache_write_input_tokens,
                 "output_tokens": line.usage.output_tokens,
+                "reasoning_output_tokens": line.usage.reasoning_output_tokens,
             }
             | line.total.to_json()
             for line in group_rows(rows)
@@ -252,8 +254,11 @@ def _as_json(
                 "attempt": row.attempt,
                 "input_tokens": row.usage.input_tokens,
                 "cached_input_tokens": row.usage.cached_input_tokens,
+                "cache_write_input_tokens": row.usage.cache_write_input_tokens,
                 "output_tokens": row.usage.output_tokens,
+                "reasoning_output_tokens": row.usage.reasoning_output_tokens,
                 "usd": row.usd,
+                "uncertain": row.uncertain,
             }
             for row in rows
         ],

@@ -10,6 +10,10 @@ Contract:
   (``settings.budget.timezone``) at ``created_at``, both from an injectable clock.
 - Money is stored as integer micro-dollars (``usd_micros``); ``NULL`` means unpriced, which
   every total keeps counting separately (:class:`~edge_worker.costs.money.Total`).
+- What ``cost_entries`` has no column for lives in ``cost_entry_details`` (a table of its
+  own, so databases made before it need no migration), one row per entry that has any:
+  ``uncertain`` (the executor could not confirm the figure; totals count such entries and
+  read "(uncertain)"), ``cache_write_input_tokens`` and ``reasoning_output_tokens``.
 - Everything is synchronous SQLAlchemy Core: the workflows call it inside DBOS steps.
 """
 
@@ -55,6 +59,17 @@ COST_ENTRIES = sa.Table(
 )
 
 
+COST_ENTRY_DETAILS = sa.Table(
+    "cost_entry_details",
+    METADATA,
+    sa.Column("entry_id", sa.String, primary_key=True),
+    sa.Column("uncertain", sa.Boolean, nullable=False),
+    sa.Column("cache_write_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_output_tokens", sa.BigInteger, nullable=False),
+)
+"""Per entry, what ``cost_entries`` has no column for (absent: certain, zero tokens)."""
+
+
 def utc_now() -> datetime:
     """The real clock."""
     return datetime.now(UTC)
@@ -98,6 +113,7 @@ class CostEntry:
     model: str | None = None
     usage: Usage = field(default_factory=Usage)
     usd: Amount | None = None
+    uncertain: bool = False
 
     def __post_init__(self) -> None:
         if not self.entry_id:
@@ -106,11 +122,7 @@ class CostEntry:
             raise ValueError(f"kind must be one of {', '.join(ENTRY_KINDS)}, not {self.kind!r}")
         if self.attempt < 1:
             raise ValueError(f"attempt counts from 1, not {self.attempt}")
-        tokens = (
-            self.usage.input_tokens,
-            self.usage.cached_input_tokens,
-            self.usage.output_tokens,
-        )
+        tokens = tuple(self.usage.model_dump().values())
         if min(tokens) < 0:
             raise ValueError(f"token counts cannot be negative: {self.usage!r}")
         if self.usd is not None:
@@ -133,13 +145,15 @@ class LedgerRow:
     attempt: int
     usage: Usage
     usd_micros: int | None
+    uncertain: bool = False
 
     @property
     def total(self) -> Total:
         """This entry as a one-part total (unpriced when ``usd_micros`` is ``None``)."""
+        uncertain = int(self.uncertain)
         if self.usd_micros is None:
-            return Total(unpriced=1)
-        return Total(micros=self.usd_micros, priced=1)
+            return Total(unpriced=1, uncertain=uncertain)
+        return Total(micros=self.usd_micros, priced=1, uncertain=uncertain)
 
     @property
     def usd(self) -> float | None:
@@ -147,24 +161,26 @@ class LedgerRow:
         return None if self.usd_micros is None else float(from_micros(self.usd_micros))
 
 
-def _insert_ignoring_duplicates(dialect: str, values: dict[str, Any]) -> sa.Executable:
+def _insert_ignoring_duplicates(
+    dialect: str, values: dict[str, Any], table: sa.Table = COST_ENTRIES
+) -> sa.Executable:
     """``INSERT .. ON CONFLICT (entry_id) DO NOTHING RETURNING entry_id`` for ``dialect``.
 
     A row comes back only when the entry is new (SQLite >= 3.35 and PostgreSQL).
     """
     if dialect == "sqlite":
         return (
-            sqlite.insert(COST_ENTRIES)
+            sqlite.insert(table)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["entry_id"])
-            .returning(COST_ENTRIES.c.entry_id)
+            .returning(table.c.entry_id)
         )
     if dialect == "postgresql":
         return (
-            postgresql.insert(COST_ENTRIES)
+            postgresql.insert(table)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["entry_id"])
-            .returning(COST_ENTRIES.c.entry_id)
+            .returning(table.c.entry_id)
         )
     raise ValueError(f"the cost ledger supports SQLite and PostgreSQL, not {dialect}")
 
@@ -221,19 +237,43 @@ class Ledger:
             "output_tokens": entry.usage.output_tokens,
             "usd_micros": None if entry.usd is None else to_micros(entry.usd),
         }
-        statement = _insert_ignoring_duplicates(self._engine.dialect.name, values)
+        dialect = self._engine.dialect.name
+        statement = _insert_ignoring_duplicates(dialect, values)
         with self._engine.begin() as connection:
             # RETURNING rather than rowcount: psycopg reports -1 for this statement.
-            return connection.execute(statement).first() is not None
+            new = connection.execute(statement).first() is not None
+            details = {
+                "entry_id": entry.entry_id,
+                "uncertain": entry.uncertain,
+                "cache_write_input_tokens": entry.usage.cache_write_input_tokens,
+                "reasoning_output_tokens": entry.usage.reasoning_output_tokens,
+            }
+            if any(value for name, value in details.items() if name != "entry_id"):
+                connection.execute(
+                    _insert_ignoring_duplicates(dialect, details, COST_ENTRY_DETAILS)
+                )
+            return new
 
     def _total(self, *conditions: sa.ColumnElement[bool]) -> Total:
         usd = COST_ENTRIES.c.usd_micros
-        query = sa.select(
-            sa.func.coalesce(sa.func.sum(usd), 0), sa.func.count(usd), sa.func.count()
-        ).where(*conditions)
+        query = (
+            sa.select(
+                sa.func.coalesce(sa.func.sum(usd), 0),
+                sa.func.count(usd),
+                sa.func.count(),
+                sa.func.count(sa.case((COST_ENTRY_DETAILS.c.uncertain, 1))),
+            )
+            .select_from(_with_details())
+            .where(*conditions)
+        )
         with self._engine.connect() as connection:
-            micros, priced, parts = connection.execute(query).one()
-        return Total(micros=int(micros), priced=int(priced), unpriced=int(parts) - int(priced))
+            micros, priced, parts, uncertain = connection.execute(query).one()
+        return Total(
+            micros=int(micros),
+            priced=int(priced),
+            unpriced=int(parts) - int(priced),
+            uncertain=int(uncertain),
+        )
 
     def issue_total(self, issue_id: str) -> Total:
         """Everything spent on ``issue_id``: planner, every run, resume and verification."""
@@ -252,7 +292,17 @@ class Ledger:
 
         ``issue`` matches the issue's id or its identifier (``ENG-12``).
         """
-        query = sa.select(COST_ENTRIES).order_by(COST_ENTRIES.c.created_at, COST_ENTRIES.c.entry_id)
+        details = COST_ENTRY_DETAILS.c
+        query = (
+            sa.select(
+                COST_ENTRIES,
+                sa.func.coalesce(details.uncertain, False).label("uncertain"),
+                sa.func.coalesce(details.cache_write_input_tokens, 0).label("cache_writes"),
+                sa.func.coalesce(details.reasoning_output_tokens, 0).label("reasoning"),
+            )
+            .select_from(_with_details())
+            .order_by(COST_ENTRIES.c.created_at, COST_ENTRIES.c.entry_id)
+        )
         if day is not None:
             query = query.where(COST_ENTRIES.c.day == day)
         if issue is not None:
@@ -261,6 +311,13 @@ class Ledger:
             )
         with self._engine.connect() as connection:
             return [_row(mapping) for mapping in connection.execute(query).mappings()]
+
+
+def _with_details() -> sa.FromClause:
+    """``cost_entries`` with each entry's details (``NULL`` where it has none)."""
+    return COST_ENTRIES.outerjoin(
+        COST_ENTRY_DETAILS, COST_ENTRY_DETAILS.c.entry_id == COST_ENTRIES.c.entry_id
+    )
 
 
 def _row(mapping: sa.RowMapping) -> LedgerRow:
@@ -284,6 +341,9 @@ def _row(mapping: sa.RowMapping) -> LedgerRow:
             input_tokens=mapping["input_tokens"],
             cached_input_tokens=mapping["cached_input_tokens"],
             output_tokens=mapping["output_tokens"],
+            cache_write_input_tokens=int(mapping["cache_writes"]),
+            reasoning_output_tokens=int(mapping["reasoning"]),
         ),
         usd_micros=mapping["usd_micros"],
+        uncertain=bool(mapping["uncertain"]),
     )

@@ -8,7 +8,9 @@ Contract:
 - Rounding to the cent happens only for display (half up): ``format_usd(3.415) == "$3.42"``.
 - A :class:`Total` carries the priced USD *and* how many parts were unpriced, so a total
   with unpriced parts never pretends to be complete: ``"$3.42 + 2 unpriced runs"``; when
-  nothing was priced it reads ``"unpriced"``, never a made-up ``"$0.00"``.
+  nothing was priced it reads ``"unpriced"``, never a made-up ``"$0.00"``. Parts whose
+  figure is uncertain (a CLI's session totals that did not add up) are counted too, and the
+  total then reads ``"$3.42 (uncertain)"``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ MICRO = Decimal("0.000001")
 
 UNPRICED = "unpriced"
 """What a total with no priced part at all reads as."""
+
+UNCERTAIN_SUFFIX = " (uncertain)"
+"""Added to a total with a part whose figure is uncertain."""
 
 Amount = Decimal | float | int | str
 """Anything :func:`to_decimal` accepts as a USD amount."""
@@ -74,15 +79,17 @@ class Total:
     """A sum of costs: exact priced micro-dollars plus the count of parts with no price.
 
     ``priced`` counts the parts that had a price (possibly zero); ``unpriced`` those that
-    had none. ``Total()`` is the empty sum.
+    had none; ``uncertain`` those (of either) whose figure is the executor's report that it
+    could not confirm. ``Total()`` is the empty sum.
     """
 
     micros: int = 0
     priced: int = 0
     unpriced: int = 0
+    uncertain: int = 0
 
     def __post_init__(self) -> None:
-        if self.micros < 0 or self.priced < 0 or self.unpriced < 0:
+        if self.micros < 0 or self.priced < 0 or self.unpriced < 0 or self.uncertain < 0:
             raise ValueError(f"a total cannot be negative: {self!r}")
 
     @classmethod
@@ -107,6 +114,7 @@ class Total:
             micros=self.micros + other.micros,
             priced=self.priced + other.priced,
             unpriced=self.unpriced + other.unpriced,
+            uncertain=self.uncertain + other.uncertain,
         )
 
     def add(self, usd: Amount | None) -> Total:
@@ -129,16 +137,18 @@ class Total:
         return self.unpriced == 0
 
     def format(self, noun: str = "run") -> str:
-        """``"$3.42"``, ``"$3.42 + 2 unpriced runs"``, or ``"unpriced"`` (nothing priced).
+        """``"$3.42"``, ``"$3.42 + 2 unpriced runs"``, or ``"unpriced"`` (nothing priced),
+        followed by ``" (uncertain)"`` when a part's figure is uncertain.
 
         The empty total reads ``"$0.00"``: nothing was spent, which is a true statement.
         """
+        suffix = UNCERTAIN_SUFFIX if self.uncertain else ""
         if self.unpriced and not self.priced:
-            return UNPRICED
+            return UNPRICED + suffix
         shown = format_usd(self.usd)
         if self.unpriced:
-            return f"{shown} + {plural(self.unpriced, 'unpriced ' + noun)}"
-        return shown
+            return f"{shown} + {plural(self.unpriced, 'unpriced ' + noun)}{suffix}"
+        return shown + suffix
 
     def __str__(self) -> str:
         return self.format()
@@ -149,5 +159,6 @@ class Total:
             "usd": float(self.usd),
             "priced": self.priced,
             "unpriced": self.unpriced,
+            "uncertain": self.uncertain,
             "display": self.format(),
         }

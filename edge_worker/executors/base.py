@@ -97,17 +97,26 @@ class RunHandle(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token counts for one run."""
+    """Token counts for one run.
+
+    ``cache_write_input_tokens`` are prompt tokens written to the provider's cache (priced at
+    the model's cache-write rate); ``reasoning_output_tokens`` are the part of
+    ``output_tokens`` spent on reasoning (informational: output prices cover them).
+    """
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reasoning_output_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_write_input_tokens=self.cache_write_input_tokens + other.cache_write_input_tokens,
+            reasoning_output_tokens=self.reasoning_output_tokens + other.reasoning_output_tokens,
         )
 
 
@@ -122,6 +131,9 @@ class RunResult(BaseModel):
     cost_usd: float | None = None
     model: str | None = None
     usage: Usage = Usage()
+    cost_uncertain: bool = False
+    """The run's own usage could not be told apart from its session's (the CLI reported a
+    session total lower than before): ``usage`` and ``cost_usd`` are the figures reported."""
     duration_seconds: float = 0.0
     session_id: str | None = None
     run_id: str | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_worker.executors.base import RunResult, Task
+from edge_worker.executors.base import RunHandle, RunResult, Task
 from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_result
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.executors.stream_types import Ending, StreamParser
@@ -68,7 +68,7 @@ class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
     def new_parser(self) -> StreamParser:
         return ClaudeStreamParser()
 
-    def to_result(self, parser: StreamParser, ending: Ending) -> RunResult:
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, ClaudeStreamParser)
         result = claude_run_result(parser, ending)
         if result.model is None and self.settings.model:

@@ -13,12 +13,14 @@ Contract:
   any other error (``error_max_turns``, ``error_during_execution``, ...) -> failed with the
   reason; no ``result`` line -> failed with the stderr tail (or timed out / cancelled when
   the daemon stopped it). Cost is what the CLI reported for this invocation: the
-  ``costUSD`` of ``model_usage_since_last_result`` when present (the real CLI's
-  ``total_cost_usd`` and ``modelUsage`` add up the whole session after ``--resume``, which
-  would count earlier attempts twice), else ``total_cost_usd``; None when nothing was
-  reported.
+  ``costUSD`` of ``model_usage_since_last_result`` when present, $0 when it is present and
+  empty (an invocation that used nothing, e.g. an API error right after ``--resume``) (the
+  real CLI's ``total_cost_usd`` and ``modelUsage`` add up the whole session after
+  ``--resume``, which would count earlier attempts twice), else ``total_cost_usd``; None
+  when nothing was reported.
 - Token convention: ``Usage.input_tokens`` counts every prompt token (fresh, cache writes
-  and cache reads); ``Usage.cached_input_tokens`` is the cache-read subset of it.
+  and cache reads); ``Usage.cached_input_tokens`` is the cache-read subset of it and
+  ``Usage.cache_write_input_tokens`` the cache-write subset.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class ClaudeUsage:
             + self.cache_read_input_tokens
             + self.cache_creation_input_tokens,
             cached_input_tokens=self.cache_read_input_tokens,
+            cache_write_input_tokens=self.cache_creation_input_tokens,
             output_tokens=self.output_tokens,
         )
 
@@ -205,8 +208,8 @@ class ClaudeStreamParser:
             total_cost_usd=float(cost) if isinstance(cost, int | float) else None,
             usage=ClaudeUsage.from_json(event.get("usage")),
             model_usage=ClaudeUsage.from_model_usage(event.get("modelUsage")),
-            increment_usage=ClaudeUsage.from_model_usage(since_last),
-            increment_cost_usd=_model_usage_cost(since_last),
+            increment_usage=_increment_usage(since_last),
+            increment_cost_usd=_increment_cost(since_last),
             num_turns=event["num_turns"] if isinstance(event.get("num_turns"), int) else None,
             session_id=_str(event.get("session_id")),
             result=event["result"] if isinstance(event.get("result"), str) else None,
@@ -251,13 +254,32 @@ def _own_cost(result: ClaudeResult) -> float | None:
 
 
 def _best_usage(result: ClaudeResult, parser: ClaudeStreamParser) -> ClaudeUsage:
-    # This invocation's counts first. The real CLI's error results (budget) carry an
+    # This invocation's counts when the CLI gave them (possibly none at all: an API error
+    # right after --resume). Otherwise: the real CLI's error results (budget) carry an
     # all-zero ``usage``; ``modelUsage`` covers every model but, after --resume, the whole
     # session: the last resort before the streamed messages.
-    for candidate in (result.increment_usage, result.usage, result.model_usage):
+    if result.increment_usage is not None:
+        return result.increment_usage
+    for candidate in (result.usage, result.model_usage):
         if candidate is not None and not candidate.is_empty:
             return candidate
     return parser.streamed_usage
+
+
+def _increment_usage(since_last: Any) -> ClaudeUsage | None:
+    """This invocation's usage: ``model_usage_since_last_result`` summed; an empty mapping
+    is an invocation that used nothing (the real CLI, 2.1.332, after an API error); absent
+    is unknown."""
+    if isinstance(since_last, dict) and not since_last:
+        return ClaudeUsage()
+    return ClaudeUsage.from_model_usage(since_last)
+
+
+def _increment_cost(since_last: Any) -> float | None:
+    """This invocation's USD, as :func:`_increment_usage` counts its tokens."""
+    if isinstance(since_last, dict) and not since_last:
+        return 0.0
+    return _model_usage_cost(since_last)
 
 
 def _model_usage_cost(data: Any) -> float | None:

@@ -4,9 +4,16 @@ Contract: runs ``<binary> exec --json --sandbox workspace-write -C <worktree> [-
 PROMPT``; feedback continues the thread with ``<binary> exec --json --sandbox
 workspace-write -C <worktree> [--model M] resume <thread id> PROMPT`` (exec's options go
 before its ``resume`` subcommand). Codex has no system-prompt option, so the role prompt
-precedes the task prompt. Codex reports tokens but no money: the cost is
-``pricer(model, usage)``, and ``None`` from the pricer (or a run that never completed a turn)
-means unpriced, never $0. Everything else is
+precedes the task prompt.
+
+Money: Codex reports tokens, not money, and (0.169.0) reports the *thread's* running total
+at the end of each invocation. A run's usage is that total minus the thread's total at the
+end of the previous run (:mod:`edge_worker.executors.session_usage`): ``resume`` reads the
+previous run's last reported total from its transcript and stores it in the new handle,
+so it is durable with the handle. A lower total than before is kept as reported, logged
+once, and the result is marked ``cost_uncertain``. The cost is ``pricer(model, usage)``
+with cache reads taken out of ``input_tokens`` (the pricer's convention); ``None`` from the
+pricer (or a run that never completed a turn) means unpriced, never $0. Everything else is
 :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
 """
 
@@ -14,17 +21,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from edge_worker.executors.base import RunResult, Task, Usage
+import structlog
+
+from edge_worker.costs.prices import usage_without_cache_reads
+from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
 from edge_worker.executors.codex_stream import CodexStreamParser, codex_run_result
 from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.executors.session_usage import (
+    UNKNOWN_BEFORE,
+    Before,
+    before_from_extra,
+    before_to_extra,
+    total_after,
+    usage_since,
+)
 from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import as_positional, with_role
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.settings import CodexSettings
 
+log = structlog.get_logger(__name__)
+
 Pricer = Callable[[str | None, Usage], float | None]
-"""``pricer(model, usage)`` -> USD, or None when the model has no price."""
+"""``pricer(model, usage)`` -> USD, or None when the model has no price (``usage`` without
+the cache reads in ``input_tokens``, as :mod:`edge_worker.costs.prices` prices it)."""
 
 
 def codex_argv(
@@ -73,8 +95,47 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
     def new_parser(self) -> StreamParser:
         return CodexStreamParser()
 
-    def to_result(self, parser: StreamParser, ending: Ending) -> RunResult:
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, CodexStreamParser)
-        # Tokens are only known once a turn completed; before that the spend is unknown.
-        cost = self.pricer(self.settings.model, parser.usage) if parser.turns_completed else None
-        return codex_run_result(parser, ending, model=self.settings.model, cost_usd=cost)
+        model = self.settings.model
+        if parser.thread_usage is None:
+            # Tokens are only known once a turn completed; before that the spend is unknown.
+            return codex_run_result(parser, ending, model=model, usage=Usage(), cost_usd=None)
+        before = _before(handle)
+        own = usage_since(parser.thread_usage, before)
+        if own.uncertain:
+            log.warning(
+                "codex.usage_uncertain",
+                run_id=handle.run_id,
+                thread_id=parser.thread_id,
+                reported=parser.thread_usage.model_dump(),
+                before=before.model_dump() if isinstance(before, Usage) else before,
+            )
+        cost = self.pricer(model, usage_without_cache_reads(own.usage))
+        return codex_run_result(
+            parser,
+            ending,
+            model=model,
+            usage=own.usage,
+            cost_usd=cost,
+            cost_uncertain=own.uncertain,
+        )
+
+    def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
+        """The thread's total at the end of ``previous``, for the next run's delta."""
+        if self.transcript_of(previous) is None:
+            return before_to_extra(UNKNOWN_BEFORE)
+        # Quiet: the previous run's notices were logged when it ran.
+        parser = CodexStreamParser(log_notices=False)
+        self._replay(previous, parser)
+        # A first run that reported nothing (stopped early) was charged nothing: whatever it
+        # used is in the next total, and charged there.
+        return before_to_extra(total_after(parser.thread_usage, _before(previous)) or Usage())
+
+
+def _before(handle: RunHandle) -> Before:
+    """The thread's total before ``handle``'s run, as its handle keeps it."""
+    before = before_from_extra(handle.extra)
+    if before is None and handle.extra.get("resumed"):
+        return UNKNOWN_BEFORE  # resumed by a daemon that kept no total (an upgrade)
+    return before

@@ -4,13 +4,19 @@ Contract:
 - :meth:`CodexStreamParser.feed` takes one stdout line. ``thread.started{thread_id}`` gives
   the session id (for ``exec resume``); ``item.started/updated/completed`` are progress
   (commands, file changes, reasoning, agent messages; the last completed ``agent_message``
-  is the summary); ``turn.completed{usage}`` adds tokens (``input_tokens``,
-  ``cached_input_tokens`` (a subset of input), ``output_tokens``); ``turn.failed{error}``
-  and ``error{message}`` record failures. Unknown types are ignored; a line that is not a
-  JSON object is logged and skipped.
+  is the summary); ``turn.completed{usage}`` gives the thread's tokens so far
+  (``input_tokens``; ``cached_input_tokens`` and ``cache_write_input_tokens``, subsets of
+  input; ``output_tokens``; ``reasoning_output_tokens``, a subset of output). The real CLI
+  (0.169.0) reports the *thread's running total* there, so after ``exec resume`` it includes
+  every earlier run of the thread: :attr:`CodexStreamParser.thread_usage` is the last one
+  reported, and the executor subtracts what the thread had before this run.
+  ``turn.failed{error}`` and ``error{message}`` record failures; an ``item.completed`` of
+  type ``error`` is a notice the CLI continues past (e.g. no metadata for the model): it is
+  logged and kept in :attr:`CodexStreamParser.notices`, never a failure. Unknown types are
+  ignored; a line that is not a JSON object is logged and skipped.
 - :func:`codex_run_result` maps that plus how the process ended to a :class:`RunResult`.
-  Codex reports no money: the caller prices the tokens and passes ``cost_usd`` (None:
-  unpriced).
+  Codex reports no money: the caller passes this run's ``usage`` and its ``cost_usd``
+  (None: unpriced).
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ class CodexStreamParser:
     """Feeds on ``exec --json`` lines; holds what the run has told us so far."""
 
     thread_id: str | None = None
-    usage: Usage = field(default_factory=Usage)
+    thread_usage: Usage | None = None
     turns_completed: int = 0
     turn_failures: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     summary: str | None = None
     junk_lines: int = 0
+    log_notices: bool = True
 
     @property
     def session_id(self) -> str | None:
@@ -60,7 +68,7 @@ class CodexStreamParser:
             self.thread_id = _str(event.get("thread_id")) or self.thread_id
         elif kind == "turn.completed":
             self.turns_completed += 1
-            self.usage = self.usage + _usage(event.get("usage"))
+            self.thread_usage = _usage(event.get("usage"))
         elif kind == "turn.failed":
             error = event.get("error")
             message = _str(error.get("message")) if isinstance(error, dict) else None
@@ -84,6 +92,12 @@ class CodexStreamParser:
             return []
         if kind != "item.completed":
             return []
+        if item_type == "error":
+            notice = _str(item.get("message")) or "error item without a message"
+            self.notices.append(notice)
+            if self.log_notices:
+                log.warning("codex_stream.notice", message=clip(notice, 500))
+            return []
         text = _str(item.get("text"))
         if item_type == "agent_message" and text:
             self.summary = text
@@ -103,16 +117,29 @@ class CodexStreamParser:
 
 
 def codex_run_result(
-    parser: CodexStreamParser, ending: Ending, *, model: str | None, cost_usd: float | None
+    parser: CodexStreamParser,
+    ending: Ending,
+    *,
+    model: str | None,
+    cost_usd: float | None,
+    usage: Usage | None = None,
+    cost_uncertain: bool = False,
 ) -> RunResult:
-    """The comparable result of a Codex run (no branch or run id: the caller adds them)."""
+    """The comparable result of a Codex run (no branch or run id: the caller adds them).
+
+    ``usage`` is this run's own (default: the thread total the CLI reported, right for a
+    first run).
+    """
+    if usage is None:
+        usage = parser.thread_usage or Usage()
     status, error = _status_of(parser, ending)
     return RunResult(
         status=status,
         summary=parser.summary or "",
         cost_usd=cost_usd,
+        cost_uncertain=cost_uncertain,
         model=model,
-        usage=parser.usage,
+        usage=usage,
         duration_seconds=ending.duration_seconds,
         session_id=parser.thread_id,
         error=error,
@@ -148,6 +175,8 @@ def _usage(data: Any) -> Usage:
         input_tokens=_int(data.get("input_tokens")),
         cached_input_tokens=_int(data.get("cached_input_tokens")),
         output_tokens=_int(data.get("output_tokens")),
+        cache_write_input_tokens=_int(data.get("cache_write_input_tokens")),
+        reasoning_output_tokens=_int(data.get("reasoning_output_tokens")),
     )
 
 

@@ -13,15 +13,19 @@ Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
   interrupted (with its session id, so it can be resumed), after reaping its process group.
   Cancelling the task awaiting ``follow`` stops the run.
 - ``resume(handle, task, feedback)`` starts a new run in the same worktree that continues the
-  CLI session (session id from the handle or its transcript). A run that died before its
-  CLI announced a session (killed with its daemon at spawn) has none to continue: a new
-  session starts in the same worktree, given the task and then the feedback.
+  CLI session (session id from the handle or its transcript); what a subclass needs to
+  carry from the previous run into the new handle (:meth:`continued_extra`) goes into the
+  new handle's ``extra``. A run that died before its CLI announced a session (killed with
+  its daemon at spawn) has none to continue: a new session starts in the same worktree,
+  given the task and then the feedback.
 - ``verify(handle, commands)`` runs the commands in the worktree
   (:mod:`edge_worker.verification.local`).
 - ``cancel(handle)`` stops the run (SIGTERM, SIGKILL after the grace period) and returns
   once nothing of it is left.
 - ``release(handle, succeeded)``: the worktree is removed after a success (the branch is
-  kept), kept for inspection after a failure.
+  kept), kept for inspection after a failure. The run's transcript is first copied to
+  ``<worktrees root>/.edge-worker-transcripts/``, so a follow-up that reopens the session
+  later still finds its session id and what it reported.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Generic, Protocol, TypeVar
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -61,6 +66,8 @@ from edge_worker.verification.local import run_local_verification
 log = structlog.get_logger(__name__)
 
 TRANSCRIPTS_DIR = "edge-worker-runs"
+TRANSCRIPTS_ARCHIVE = ".edge-worker-transcripts"
+"""Under the worktrees root: transcripts of runs whose worktree was removed after success."""
 _PENDING_PROGRESS_LIMIT = 50
 INTERRUPTED_REASON = "interrupted: the daemon stopped while the run was in progress"
 
@@ -136,8 +143,12 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         """A fresh parser for this CLI's stdout."""
 
     @abc.abstractmethod
-    def to_result(self, parser: StreamParser, ending: Ending) -> RunResult:
-        """The run's result from what was parsed and how the process ended."""
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
+        """The run's result from what was parsed, how the process ended, and its handle."""
+
+    def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
+        """What a run continuing ``previous``'s session keeps in its handle's ``extra``."""
+        return {}
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -171,11 +182,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         session = handle.session_id or self._replay(handle).session_id
         worktree = await self._worktree(task)
         prompt = feedback_prompt(feedback)
-        if not session:
+        extra: dict[str, Any] = {}
+        if session:
+            extra = self.continued_extra(handle)
+        else:
             log.warning("local_cli.no_session_to_resume", run_id=handle.run_id)
             first = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
             prompt = f"{first}\n\n{prompt}"
-        return await self._launch(task, worktree.path, worktree.branch, prompt, session or None)
+        return await self._launch(
+            task, worktree.path, worktree.branch, prompt, session or None, extra
+        )
 
     async def verify(
         self, handle: RunHandle, commands: list[VerificationCommand]
@@ -209,8 +225,30 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
 
     async def release(self, handle: RunHandle, *, succeeded: bool) -> None:
         """Remove the worktree after a success (branch kept), keep it after a failure."""
-        if handle.workdir:
-            await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
+        if not handle.workdir:
+            return
+        if succeeded:
+            self._archive_transcript(handle)
+        await self.worktrees.release(Path(handle.workdir), succeeded=succeeded)
+
+    def _archive_transcript(self, handle: RunHandle) -> None:
+        source = handle.extra.get("transcript")
+        if not (isinstance(source, str) and Path(source).is_file()):
+            return
+        archive = self._archived_transcript(handle)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, archive)
+
+    def _archived_transcript(self, handle: RunHandle) -> Path:
+        return self.worktrees.root / TRANSCRIPTS_ARCHIVE / f"{handle.run_id}.jsonl"
+
+    def transcript_of(self, handle: RunHandle) -> Path | None:
+        """The run's transcript: in its worktree, else archived after release; or None."""
+        path = handle.extra.get("transcript")
+        if isinstance(path, str) and Path(path).is_file():
+            return Path(path)
+        archived = self._archived_transcript(handle)
+        return archived if archived.is_file() else None
 
     # --- machinery ----------------------------------------------------------------------
 
@@ -228,7 +266,13 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         )
 
     async def _launch(
-        self, task: Task, workdir: Path, branch: str, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        workdir: Path,
+        branch: str,
+        prompt: str,
+        resume_session: str | None,
+        extra: dict[str, Any] | None = None,
     ) -> RunHandle:
         run_id = uuid.uuid4().hex
         transcript_path = await self._transcript_path(workdir, run_id)
@@ -253,7 +297,11 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             branch=branch,
             pid=process.pid,
             pgid=process.pgid,
-            extra={"transcript": str(transcript_path), "resumed": resume_session is not None},
+            extra={
+                **(extra or {}),
+                "transcript": str(transcript_path),
+                "resumed": resume_session is not None,
+            },
         )
         live = _LiveRun(
             handle=handle,
@@ -284,7 +332,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             outcome = await live.process.run(on_line)
         finally:
             live.transcript.close()
-        result = self.to_result(live.parser, _ending(outcome))
+        result = self.to_result(live.parser, _ending(outcome), live.handle)
         log.info(
             "local_cli.ended",
             executor=self.name,
@@ -311,7 +359,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         await self._reap(handle)
         parser = self._replay(handle)
         if parser.finished:
-            return self._stamp(self.to_result(parser, Ending()), handle)
+            return self._stamp(self.to_result(parser, Ending(), handle), handle)
         return self._stamp(
             RunResult(
                 status=RunStatus.FAILED, session_id=parser.session_id, error=INTERRUPTED_REASON
@@ -319,10 +367,11 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             handle,
         )
 
-    def _replay(self, handle: RunHandle) -> StreamParser:
-        parser = self.new_parser()
-        path = handle.extra.get("transcript")
-        if isinstance(path, str) and Path(path).is_file():
+    def _replay(self, handle: RunHandle, parser: StreamParser | None = None) -> StreamParser:
+        """``parser`` (default: a new one) fed with the run's transcript, if there is one."""
+        parser = parser or self.new_parser()
+        path = self.transcript_of(handle)
+        if path is not None:
             with open(path, encoding="utf-8", errors="replace") as transcript:
                 for line in transcript:
                     parser.feed(line)

@@ -51,6 +51,7 @@ class TaskRecord(BaseModel):
     cost_micros: int = 0
     priced_parts: int = 0
     unpriced_parts: int = 0
+    uncertain_parts: int = 0
     duration_seconds: float | None = None
     pr_url: str | None = None
     branch: str | None = None
@@ -64,7 +65,7 @@ class TaskRecord(BaseModel):
 
     @property
     def cost(self) -> Total:
-        return Total(self.cost_micros, self.priced_parts, self.unpriced_parts)
+        return Total(self.cost_micros, self.priced_parts, self.unpriced_parts, self.uncertain_parts)
 
 
 class Progress(BaseModel):

@@ -47,7 +47,12 @@ RESULT_PURPOSE = "result"
 
 def total_json(total: Total) -> dict[str, int]:
     """A :class:`Total` as checkpointable data (``Total(**data)`` reads it back)."""
-    return {"micros": total.micros, "priced": total.priced, "unpriced": total.unpriced}
+    return {
+        "micros": total.micros,
+        "priced": total.priced,
+        "unpriced": total.unpriced,
+        "uncertain": total.uncertain,
+    }
 
 
 def adapters() -> Adapters:
@@ -308,6 +313,7 @@ async def follow_run_step(
             model=result.model,
             usage=result.usage,
             usd=result.cost_usd,
+            uncertain=result.cost_uncertain,
         )
     )
     return result.model_dump(mode="json")

@@ -192,7 +192,7 @@ def _feedback(report: dict[str, Any], result: dict[str, Any]) -> str:
 
 
 def _cost_json(total: Total) -> dict[str, int]:
-    return {"micros": total.micros, "priced": total.priced, "unpriced": total.unpriced}
+    return steps.total_json(total)
 
 
 class _SubtaskRun:
@@ -900,6 +900,7 @@ def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> TaskRecord | N
         cost["priced"],
         cost["unpriced"],
     )
+    record.uncertain_parts = cost.get("uncertain", 0)
     record.duration_seconds = message["duration_seconds"]
     record.pr_url, record.branch = message.get("pr_url"), message.get("branch")
     record.verification = message["verification"]

@@ -7,8 +7,11 @@ Contract:
   ``tool_choice`` naming a declared tool, every ``tool_result`` answering a ``tool_use`` of
   the previous assistant turn) (400 ``invalid_request_error`` naming the problem).
 - Answers from a queue of scripted answers, in order: :class:`ToolAnswer` (a ``tool_use``
-  block calling the forced tool with any input, valid or not), :class:`TextAnswer` (the
-  model ignored the tool) or :class:`ErrorAnswer` (429, 500, 529... with ``retry-after``).
+  block calling the forced tool, or the one it names, with any input, valid or not),
+  :class:`TextAnswer` (the model ignored the tool) or :class:`ErrorAnswer` (429, 500,
+  529... with ``retry-after``). A request with ``"stream": true`` gets the answer as
+  server-sent events (``message_start``, ``content_block_start`` / ``_delta`` / ``_stop``,
+  ``message_delta`` with the final usage, ``message_stop``), as agent CLIs ask for it.
   When the queue is empty it repeats ``default`` if one is set, else answers 400 so the
   test fails loudly instead of retrying.
 - Every request is recorded (headers, body, what was answered) in ``requests``.
@@ -23,14 +26,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from edge_worker.sandbox.server import serve_in_thread
@@ -46,11 +49,12 @@ DEFAULT_USAGE: dict[str, int] = {
 
 @dataclass
 class ToolAnswer:
-    """Call the request's forced tool (or ``submit_plan``) with ``input``."""
+    """Call ``name``, else the request's forced tool (or ``submit_plan``), with ``input``."""
 
     input: object
     usage: dict[str, int] | None = None
     stop_reason: str = "tool_use"
+    name: str | None = None
 
 
 @dataclass
@@ -96,6 +100,7 @@ class RecordedRequest:
     body: Any
     status: int
     problem: str | None = None
+    path: str = "/v1/messages"
 
 
 @dataclass
@@ -125,9 +130,24 @@ class AnthropicStandIn:
 
     @property
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/messages", self._messages, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/messages", self._messages, methods=["POST"]),
+                Route("/{path:path}", self._elsewhere, methods=["GET", "POST", "HEAD"]),
+            ]
+        )
 
-    async def _messages(self, request: Request) -> JSONResponse:
+    async def _elsewhere(self, request: Request) -> JSONResponse:
+        """Anything else is 404 (``not_found_error``), recorded with its path."""
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        body = (await request.body()).decode(errors="replace")
+        message = f"{request.url.path} is not served by this stand-in"
+        with self._lock:
+            self.requests.append(RecordedRequest(headers, body, 404, message, request.url.path))
+        payload = {"type": "error", "error": {"type": "not_found_error", "message": message}}
+        return JSONResponse(payload, status_code=404)
+
+    async def _messages(self, request: Request) -> Response:
         headers = {name.lower(): value for name, value in request.headers.items()}
         raw = await request.body()
         try:
@@ -160,12 +180,15 @@ class AnthropicStandIn:
                 extra_headers=extra,
             )
         self._record(headers, body, 200)
-        return JSONResponse(self._message(answer, body, number))
+        message = self._message(answer, body, number)
+        if body.get("stream") is True:
+            return StreamingResponse(_sse(_stream_events(message)), media_type="text/event-stream")
+        return JSONResponse(message)
 
     def _message(self, answer: ToolAnswer | TextAnswer, body: Any, number: int) -> dict[str, Any]:
         if isinstance(answer, ToolAnswer):
             choice = body.get("tool_choice") or {}
-            tool = choice.get("name") or "submit_plan"
+            tool = answer.name or choice.get("name") or "submit_plan"
             content: list[dict[str, Any]] = [
                 {
                     "type": "tool_use",
@@ -207,6 +230,63 @@ class AnthropicStandIn:
     ) -> None:
         with self._lock:
             self.requests.append(RecordedRequest(headers, body, status, problem))
+
+
+def _stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """``message`` as the Messages API streams it."""
+    usage = message["usage"]
+    start_usage = {**usage, "output_tokens": 0}
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {**message, "content": [], "stop_reason": None, "usage": start_usage},
+        },
+    ]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "tool_use":
+            events += [
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {
+                        "type": "input_json_delta",
+                        "partial_json": json.dumps(block["input"]),
+                    },
+                },
+            ]
+        else:
+            events += [
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": block["text"]},
+                },
+            ]
+        events.append({"type": "content_block_stop", "index": index})
+    events += [
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": usage,
+        },
+        {"type": "message_stop"},
+    ]
+    return events
+
+
+async def _sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
 def request_problem(body: Any) -> str | None:

@@ -9,6 +9,13 @@ Accepts ``codex exec [--json] [--sandbox MODE] [-C DIR] [--model M]
 ``file_change``, ``reasoning``, ``agent_message``), then ``turn.completed{usage}``, or
 ``error{message}`` and ``turn.failed{error{message}}`` (exit code 1). Scripted by
 ``FAKE_AGENT_SCENARIO``: see :mod:`edge_worker.sandbox.fake_agent_kit`.
+
+Usage is reported like the real CLI (0.169.0): ``turn.completed.usage`` is the *thread's*
+running total (this run's ``usage`` added to the thread's earlier runs, kept in the state
+file), with ``cache_write_input_tokens`` and ``reasoning_output_tokens``. A run scripted
+with ``"report": "turn"`` prints only its own usage instead, as a CLI whose semantics
+changed would. A run scripted with ``"notice"`` prints it first as an ``item.completed``
+of type ``error`` and carries on, as the real CLI does for a model it has no metadata for.
 """
 
 from __future__ import annotations
@@ -24,6 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edge_worker.sandbox import fake_agent_kit as kit
 
 SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
+DEFAULT_USAGE = {
+    "input_tokens": 24763,
+    "cached_input_tokens": 24448,
+    "cache_write_input_tokens": 0,
+    "output_tokens": 122,
+    "reasoning_output_tokens": 64,
+}
+"""One run's own usage when the scenario names none (fields it names override these)."""
 _VALUED = {"--sandbox": "sandbox", "-s": "sandbox", "-C": "cd", "--cd": "cd"}
 _VALUED |= {"--model": "model", "-m": "model"}
 _FLAGS = {"--json": "json", "--skip-git-repo-check": "skip_git_repo_check"}
@@ -88,9 +103,13 @@ def main(argv: list[str]) -> int:
     kit.ignore_sigterm_if_scripted(run)
     thread_id = resume or str(scenario.get("session_id") or kit.new_id())
     kit.record_call(state, ["codex", *argv], options["prompt"], resume, thread_id)
-    state["sessions"].setdefault(thread_id, {"invocations": 0})
-    state["sessions"][thread_id]["invocations"] += 1
+    session = state["sessions"].setdefault(thread_id, {"invocations": 0})
+    session["invocations"] += 1
     state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)
+    own = {**DEFAULT_USAGE, **(run.get("usage") or {})}
+    before = session.get("usage") or dict.fromkeys(DEFAULT_USAGE, 0)
+    session["usage"] = {name: before.get(name, 0) + own[name] for name in DEFAULT_USAGE}
+    run["reported_usage"] = own if run.get("report") == "turn" else session["usage"]
     kit.save_state(state_file, state)
     kit.dump_env(run)
     kit.die_if_scripted_at_start(run)
@@ -103,6 +122,9 @@ def main(argv: list[str]) -> int:
     delay = float(run.get("delay_seconds", 0.0))
     kit.print_junk(run)
     kit.emit({"type": "thread.started", "thread_id": thread_id}, delay)
+    if run.get("notice"):
+        notice = {"id": "item_notice", "type": "error", "message": str(run["notice"])}
+        kit.emit({"type": "item.completed", "item": notice}, delay)
     kit.emit({"type": "turn.started"}, delay)
     return work(run, cwd, delay)
 
@@ -172,12 +194,7 @@ def work(run: dict[str, Any], cwd: Path, delay: float) -> int:
         },
         delay,
     )
-    usage = run.get("usage") or {
-        "input_tokens": 24763,
-        "cached_input_tokens": 24448,
-        "output_tokens": 122,
-    }
-    kit.emit({"type": "turn.completed", "usage": usage}, delay)
+    kit.emit({"type": "turn.completed", "usage": run["reported_usage"]}, delay)
     return int(run.get("exit_code", 0))
 
 

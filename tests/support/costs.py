@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from edge_worker.costs.ledger import COST_ENTRIES, CostEntry, EntryKind, Ledger, cost_entry_id
+from edge_worker.costs.ledger import (
+    COST_ENTRIES,
+    COST_ENTRY_DETAILS,
+    CostEntry,
+    EntryKind,
+    Ledger,
+    cost_entry_id,
+)
 from edge_worker.executors.base import Usage
 from edge_worker.storage.db import create_engine_for
 
@@ -29,8 +36,9 @@ class FakeClock:
 
 
 def create_ledger_table(engine: sa.Engine) -> None:
-    """Create ``cost_entries`` only, so these tests do not depend on other areas' tables."""
+    """Create the ledger's tables only, so these tests do not depend on other areas' tables."""
     COST_ENTRIES.create(engine, checkfirst=True)
+    COST_ENTRY_DETAILS.create(engine, checkfirst=True)
 
 
 def sqlite_engine(path: Path) -> sa.Engine:
@@ -86,6 +94,7 @@ def entry(
     attempt: int = 1,
     usd: float | str | None = None,
     tokens: tuple[int, int, int] = (0, 0, 0),
+    uncertain: bool = False,
 ) -> CostEntry:
     """A cost entry whose id derives from the issue's workflow and ``step``."""
     return CostEntry(
@@ -99,4 +108,5 @@ def entry(
         model=model,
         usage=Usage(input_tokens=tokens[0], cached_input_tokens=tokens[1], output_tokens=tokens[2]),
         usd=usd,
+        uncertain=uncertain,
     )
