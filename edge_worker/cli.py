@@ -1,4 +1,4 @@
-"""The ``edge-worker`` command: serve, check, demo, status, costs, recover.
+"""The ``edge-worker`` command: serve, check, demo, status, costs, report, recover.
 
 Each sub-command is a thin shell over a function that does the work, so tests drive the
 same code a user runs. Exit codes: 0 success, 2 configuration error, 1 anything else.
@@ -86,6 +86,13 @@ def cmd_costs(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the daily report of a day as markdown."""
+    from edge_worker.reporting.daily_report_data import run_report_command
+
+    return run_report_command(_settings_or_exit(), day=args.day, out=sys.stdout)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the issues in progress and recently finished."""
     from edge_worker.status import run_status_command
@@ -142,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("--issue", help="an issue id or identifier (e.g. ENG-12)")
     costs.add_argument("--json", action="store_true", help="print JSON for scripts")
     costs.set_defaults(func=cmd_costs)
+
+    report = sub.add_parser("report", help="the daily report of a day, as markdown")
+    report.add_argument("--day", help="YYYY-MM-DD, today or yesterday (default: yesterday)")
+    report.set_defaults(func=cmd_report)
 
     status = sub.add_parser("status", help="issues in progress and recently finished")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")

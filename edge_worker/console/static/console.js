@@ -1,0 +1,45 @@
+// Live updates: the server says "change" over server-sent events; the page fetches its own
+// live part again (?fragment=1) and swaps it in. EventSource reconnects by itself and sends
+// the last change id it saw, so the server tells a reconnecting page at once when it missed
+// something. No framework, no build step.
+(function () {
+  "use strict";
+  var live = document.querySelector("[data-live]");
+  var status = document.getElementById("live-status");
+  if (!live || !window.EventSource) { return; }
+  var busy = false, again = false;
+
+  function fragmentUrl() {
+    var url = new URL(window.location.href);
+    url.searchParams.set("fragment", "1");
+    return url.toString();
+  }
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(fragmentUrl(), { credentials: "same-origin", cache: "no-store" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html !== null) {
+          live.innerHTML = html;
+          live.dataset.refreshed = String(Date.now());
+          document.dispatchEvent(new CustomEvent("console:refreshed"));
+        }
+      })
+      .catch(function () { /* the next change retries */ })
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  var first = true;
+  var source = new EventSource("/console/events");
+  source.addEventListener("change", function () {
+    if (first) { first = false; return; } // the page was rendered from this state
+    refresh();
+  });
+  source.onopen = function () { if (status) { status.className = "live-status on"; } };
+  source.onerror = function () { if (status) { status.className = "live-status off"; } };
+})();

@@ -1,0 +1,283 @@
+"""View models of the console's pages, built from records (sans-I/O).
+
+Contract: each ``*_view`` function takes records (and the configured limits) and returns
+plain data the templates print as is: money already formatted by
+:meth:`Total.format` (so a total with unpriced parts says so and nothing unpriced reads
+``$0.00``), ages by :func:`format_age` (as ``edge-worker status`` prints them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from edge_worker.console.records import IssueRecord, PlannedTask, QueueRecord, RunRecord
+from edge_worker.console.svg import GraphNode, plan_graph
+from edge_worker.costs.money import Total, format_usd
+from edge_worker.status import format_age
+
+WAIT_PLANNER = "the planner"
+WAIT_HUMAN = "a human answer"
+WAIT_QUEUE = "a queue slot ({count} run(s) queued)"
+WAIT_EXECUTOR = "executor: {names}"
+WAIT_ISSUE_BUDGET = 'the issue budget (reply "continue" on Linear to raise it once)'
+WAIT_DAY_BUDGET = "the day's budget"
+WAIT_SCHEDULER = "the scheduler"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Spend against a limit, ready to draw as a bar."""
+
+    spent: str
+    limit: str | None
+    percent: int | None
+    """Priced spend as a percentage of the limit (capped at 100 for the bar's width)."""
+    over: bool
+    unpriced: int
+
+
+def budget(total: Total, limit: Decimal | None) -> Budget:
+    """``total`` against ``limit`` (``None``: no limit)."""
+    if limit is None:
+        return Budget(total.format(), None, None, False, total.unpriced)
+    ratio = total.usd / limit if limit else Decimal(0)
+    return Budget(
+        spent=total.format(),
+        limit=format_usd(limit),
+        percent=min(100, int(ratio * 100)),
+        over=ratio >= 1,
+        unpriced=total.unpriced,
+    )
+
+
+def waiting_on(
+    record: IssueRecord,
+    *,
+    queued: int,
+    issue_limit: Decimal | None,
+    day_over: bool,
+) -> str:
+    """What the issue waits on now, in words an operator acts on."""
+    if record.state in ("starting", "planning"):
+        return WAIT_PLANNER
+    if record.state == "waiting":
+        return WAIT_HUMAN
+    if record.running_on:
+        return WAIT_EXECUTOR.format(names=", ".join(record.running_on))
+    if queued:
+        return WAIT_QUEUE.format(count=queued)
+    if day_over:
+        return WAIT_DAY_BUDGET
+    if issue_limit is not None and record.spend.usd >= issue_limit:
+        return WAIT_ISSUE_BUDGET
+    return WAIT_SCHEDULER
+
+
+@dataclass(frozen=True)
+class IssueLine:
+    """One issue as the Now and History tables show it."""
+
+    issue_id: str
+    identifier: str
+    state: str
+    done: int
+    total: int
+    executor_mix: str
+    spend: Budget
+    age: str
+    waiting_on: str
+    team: str
+    finished: str
+
+
+def _mix(record: IssueRecord) -> str:
+    return ", ".join(f"{name}: {count}" for name, count in record.executors.items()) or "-"
+
+
+def issue_line(
+    record: IssueRecord,
+    now: datetime,
+    *,
+    issue_limit: Decimal | None,
+    queued: int = 0,
+    day_over: bool = False,
+) -> IssueLine:
+    """The table line of ``record`` at ``now``."""
+    end = record.finished_at or now
+    return IssueLine(
+        issue_id=record.issue_id,
+        identifier=record.identifier,
+        state=record.state,
+        done=record.done,
+        total=record.subtasks_total,
+        executor_mix=_mix(record),
+        spend=budget(record.spend, issue_limit),
+        age=format_age(max(0.0, (end - record.started_at).total_seconds())),
+        waiting_on=(
+            waiting_on(record, queued=queued, issue_limit=issue_limit, day_over=day_over)
+            if record.finished_at is None
+            else "-"
+        ),
+        team=record.team,
+        finished=record.finished_at.strftime("%Y-%m-%d %H:%M") if record.finished_at else "",
+    )
+
+
+@dataclass(frozen=True)
+class NowView:
+    """The *Now* page."""
+
+    issues: list[IssueLine]
+    queues: list[QueueRecord]
+    today: str
+    day: Budget
+
+
+def now_view(
+    records: Sequence[IssueRecord],
+    queues: Sequence[QueueRecord],
+    queued_run_ids: Sequence[str],
+    *,
+    today: str,
+    today_total: Total,
+    day_limit: Decimal | None,
+    issue_limit: Decimal | None,
+    now: datetime,
+) -> NowView:
+    """The Now page from the issues in flight, the queues and today's spend."""
+    day = budget(today_total, day_limit)
+    lines = [
+        issue_line(
+            record,
+            now,
+            issue_limit=issue_limit,
+            queued=sum(1 for w in queued_run_ids if w.startswith(record.workflow_id + "-")),
+            day_over=day.over,
+        )
+        for record in records
+    ]
+    return NowView(issues=lines, queues=list(queues), today=today, day=day)
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One dispatch of a sub-task, as the Issue page lists it."""
+
+    workflow_id: str
+    attempt: int
+    executor: str
+    status: str
+    iterations: str
+    verification: str
+    cost: str
+    duration: str
+    pr_url: str | None
+    branch: str | None
+    summary: str
+    note: str | None
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    """One sub-task: its plan entry, state, spend and runs."""
+
+    key: str
+    title: str
+    role: str
+    depends_on: tuple[str, ...]
+    status: str
+    executor: str | None
+    spend: str
+    runs: list[RunLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IssueView:
+    """The *Issue* page."""
+
+    line: IssueLine
+    detail: str | None
+    graph_svg: str
+    tasks: list[TaskSection]
+    planning_spend: str
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    return format_age(float(seconds)) if seconds >= 60 else f"{seconds:.1f}s"
+
+
+def run_line(run: RunRecord, now: datetime) -> RunLine:
+    """The Issue page's line for ``run`` (one still running shows its elapsed time)."""
+    outcome = run.outcome or {}
+    cost = outcome.get("cost")
+    if outcome:
+        duration = _duration(outcome.get("duration_seconds"))
+    elif run.created_at is not None:
+        duration = format_age((now - run.created_at).total_seconds()) + " so far"
+    else:
+        duration = "-"
+    status = {"PENDING": "running", "ENQUEUED": "queued"}.get(run.status, run.status.lower())
+    return RunLine(
+        workflow_id=run.workflow_id,
+        attempt=run.attempt,
+        executor=run.executor,
+        status=status if not outcome else str(outcome.get("status", status)),
+        iterations=str(outcome.get("iterations", "-")),
+        verification=str(outcome.get("verification") or "-"),
+        cost=Total(**cost).format() if isinstance(cost, dict) else "-",
+        duration=duration,
+        pr_url=outcome.get("pr_url"),
+        branch=outcome.get("branch"),
+        summary=str(outcome.get("summary") or ""),
+        note=outcome.get("note"),
+    )
+
+
+def issue_view(
+    record: IssueRecord,
+    plan: Sequence[PlannedTask],
+    runs: Sequence[RunRecord],
+    subtask_states: dict[str, tuple[str, str | None]],
+    subtask_spend: dict[str | None, Total],
+    *,
+    issue_limit: Decimal | None,
+    now: datetime,
+) -> IssueView:
+    """The Issue page: the plan graph coloured by each sub-task's state, and its runs.
+
+    ``subtask_spend`` maps each sub-task key (``None``: the planner and other issue-wide
+    entries) to what the ledger holds for it.
+    """
+    by_key: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_key.setdefault(run.key, []).append(run)
+    tasks = []
+    nodes = []
+    for planned in plan:
+        state, executor = subtask_states.get(planned.key, ("pending", None))
+        tasks.append(
+            TaskSection(
+                key=planned.key,
+                title=planned.title,
+                role=planned.role,
+                depends_on=planned.depends_on,
+                status=state,
+                executor=executor,
+                spend=subtask_spend.get(planned.key, Total()).format(),
+                runs=[run_line(r, now) for r in by_key.get(planned.key, [])],
+            )
+        )
+        nodes.append(GraphNode(planned.key, planned.title, state, executor, planned.depends_on))
+    return IssueView(
+        line=issue_line(record, now, issue_limit=issue_limit),
+        detail=record.detail,
+        graph_svg=plan_graph(nodes),
+        tasks=tasks,
+        planning_spend=subtask_spend.get(None, Total()).format(),
+    )
