@@ -126,6 +126,11 @@ def _page(request: Request, page: str, live: str, title: str, **context: Any) ->
     return response
 
 
+def _base(request: Request) -> str:
+    """Where the console is mounted (``/console`` in the daemon)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
 def _day_param(request: Request, console: Console, default: date) -> date | None:
     raw = request.query_params.get("day")
     if not raw:
@@ -340,21 +345,23 @@ def build_console(
         candidate = (parse_qs(body).get("token") or [""])[0]
         if not access.token_ok(candidate, token):
             return refuse(request, BAD_TOKEN_TEXT)
-        response = RedirectResponse("/console/", status_code=303)
+        base = _base(request)
+        response = RedirectResponse(base + "/", status_code=303)
         response.set_cookie(
             access.COOKIE_NAME,
             access.session_value(token),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
-            path="/console",
+            path=base or "/",
         )
         log.info("console sign-in", client=request.client.host if request.client else None)
         return response
 
     async def logout(request: Request) -> Response:
-        response = RedirectResponse("/console/login", status_code=303)
-        response.delete_cookie(access.COOKIE_NAME, path="/console")
+        base = _base(request)
+        response = RedirectResponse(base + "/login", status_code=303)
+        response.delete_cookie(access.COOKIE_NAME, path=base or "/")
         return response
 
     app = Starlette(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+XMLNS = "http://www.w3.org/2000/svg"
 NODE_WIDTH = 200
 NODE_HEIGHT = 54
 COLUMN_GAP = 60
@@ -63,7 +64,7 @@ def _short(text: str, limit: int) -> str:
 def plan_graph(nodes: Sequence[GraphNode]) -> str:
     """The plan as a left-to-right dependency graph; each node links to ``#task-<key>``."""
     if not nodes:
-        return '<svg class="plan-graph" viewBox="0 0 10 10" role="img"></svg>'
+        return f'<svg xmlns="{XMLNS}" class="plan-graph" viewBox="0 0 10 10" role="img"></svg>'
     column = layers(nodes)
     rows: dict[int, int] = {}
     place: dict[str, tuple[int, int]] = {}
@@ -77,7 +78,7 @@ def plan_graph(nodes: Sequence[GraphNode]) -> str:
     width = MARGIN * 2 + (max(column.values()) + 1) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP
     height = MARGIN * 2 + max(rows.values()) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP
     parts = [
-        f'<svg class="plan-graph" viewBox="0 0 {width} {height}" width="{width}" '
+        f'<svg xmlns="{XMLNS}" class="plan-graph" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="plan dependency graph">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
@@ -138,7 +139,7 @@ def spend_chart(bars: Sequence[Bar]) -> str:
     width = AXIS + len(bars) * (BAR_WIDTH + BAR_GAP) + 10
     height = CHART_HEIGHT + 40
     parts = [
-        f'<svg class="spend-chart" viewBox="0 0 {width} {height}" width="{width}" '
+        f'<svg xmlns="{XMLNS}" class="spend-chart" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="spend per day">',
         f'<line class="axis" x1="{AXIS}" y1="{CHART_HEIGHT}" x2="{width}" y2="{CHART_HEIGHT}"/>',
         f'<text class="axis-label" x="{AXIS - 4}" y="12" text-anchor="end">'

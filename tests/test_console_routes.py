@@ -1,0 +1,268 @@
+"""The console's routes over its ASGI app, on a real database filled through the project's
+storage and ledger APIs: access, the pages' contents, agreement with ``edge-worker costs``
+and ``edge-worker report``, and the change feed behind the live updates."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from edge_worker.console import access, queries
+from edge_worker.console.changes import ChangeFeed
+from edge_worker.console.dbos_reader import plan_from_steps
+from edge_worker.console.routes import build_console, console_routes
+from edge_worker.costs.cli import run_costs_command
+from edge_worker.reporting.daily_report_data import run_report_command
+from edge_worker.settings import Settings
+from edge_worker.storage import work
+from tests.support.console import TOKEN, console_settings, open_engine, seed, start_issue
+from tests.support.pg import scratch_database
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PAGES = ["/", "/issue/ENG-1", "/history", "/costs", "/report", "/report.md", "/events"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    if request.param == "sqlite":
+        yield console_settings(tmp_path, per_day_usd=10.0, per_issue_usd=5.0)
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    with scratch_database(url) as scratch:
+        plain = console_settings(tmp_path, per_day_usd=10.0, per_issue_usd=5.0)
+        yield plain.model_copy(update={"database_url": scratch})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    engine = open_engine(settings)
+    seed(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, engine: sa.Engine) -> Iterator[TestClient]:
+    with TestClient(build_console(settings, lambda: engine, TOKEN)) as test_client:
+        yield test_client
+
+
+def cells(html: str, row_attr: str) -> list[str]:
+    """The text of each cell of the table row carrying ``row_attr``."""
+    match = re.search(rf"<tr {re.escape(row_attr)}[^>]*>(.*?)</tr>", html, re.S)
+    assert match, f"no row {row_attr}"
+    raw = re.findall(r"<td[^>]*>(.*?)</td>", match.group(1), re.S)
+    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c)).strip() for c in raw]
+
+
+def test_the_console_is_off_without_a_token(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(access.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(access.TOKEN_FILE_ENV, raising=False)
+    assert console_routes(settings, lambda: None) == []
+    monkeypatch.setenv(access.TOKEN_ENV, "short")
+    with pytest.raises(access.ConsoleConfigError, match="at least 16"):
+        console_routes(settings, lambda: None)
+
+
+def test_a_token_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    assert access.load_token({access.TOKEN_FILE_ENV: str(path)}) == TOKEN
+    with pytest.raises(access.ConsoleConfigError, match="cannot read"):
+        access.load_token({access.TOKEN_FILE_ENV: str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_every_page_refuses_without_the_token_and_logs_it(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path in PAGES:
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    # a token in the URL is never accepted
+    assert client.get(f"/?token={TOKEN}").status_code == 401
+    assert client.post("/login", content="token=wrong").status_code == 401
+    logged = capsys.readouterr()
+    assert "console access refused" in logged.out + logged.err
+    assert TOKEN not in logged.out + logged.err
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_the_login_form_sets_a_session_cookie_without_the_token(client: TestClient) -> None:
+    answer = client.post(
+        "/login",
+        content=f"token={TOKEN}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    cookie = answer.cookies[access.COOKIE_NAME]
+    assert TOKEN not in cookie
+    assert "httponly" in answer.headers["set-cookie"].lower()
+    assert "samesite=strict" in answer.headers["set-cookie"].lower()
+    assert client.get("/").status_code == 200  # the client keeps the cookie
+    client.post("/logout")
+    assert client.get("/").status_code == 401
+
+
+def test_now_lists_the_issues_in_flight_with_what_each_waits_on(client: TestClient) -> None:
+    html = client.get("/", headers=AUTH).text
+    eng1 = cells(html, 'data-issue="ENG-1"')
+    assert eng1[1:4] == ["working", "1/3", "claude-code: 1, codegen: 1, codex: 1"]
+    assert eng1[4].startswith("$1.13 + 1 unpriced run of $5.00")
+    assert eng1[6] == "executor: codegen, codex"
+    assert cells(html, 'data-issue="ENG-2"')[6] == "a human answer"
+    assert cells(html, 'data-issue="OPS-3"')[6] == "the planner"
+    assert "ENG-100" not in html  # finished work is History's
+    day = re.search(r'id="day-budget">.*?class="spent">(.*?)</span> of (\$[\d.]+)', html, re.S)
+    assert day and day.groups() == ("$1.76 + 1 unpriced run", "$10.00")
+    assert "ew-local-runs" in html
+
+
+def test_history_filters_by_state_team_executor_and_day(client: TestClient) -> None:
+    def shown(query: str) -> list[str]:
+        answer = client.get("/history" + query, headers=AUTH)
+        assert answer.status_code == 200
+        return sorted(re.findall(r'<tr data-issue="([^"]+)"', answer.text))
+
+    assert shown("") == ["ENG-100", "ENG-102", "OPS-101", "OPS-103"]
+    assert shown("?state=failed") == ["OPS-101"]
+    assert shown("?team=ENG") == ["ENG-100", "ENG-102"]
+    assert shown("?executor=codex") == []
+    assert shown("?executor=codegen&team=OPS") == ["OPS-101", "OPS-103"]
+    assert shown("?day=today") == ["ENG-100", "ENG-102", "OPS-101", "OPS-103"]
+    assert shown("?day=yesterday") == []
+    assert client.get("/history?state=bogus", headers=AUTH).status_code == 400
+    assert client.get("/history?day=someday", headers=AUTH).status_code == 400
+
+
+@pytest.mark.parametrize("day", [None, "3-days-ago"])
+def test_costs_page_shows_the_numbers_of_edge_worker_costs(
+    client: TestClient, settings: Settings, day: str | None
+) -> None:
+    chosen = None
+    if day is not None:
+        chosen = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    out = io.StringIO()
+    assert run_costs_command(settings, day=chosen, issue=None, as_json=True, out=out) == 0
+    expected = json.loads(out.getvalue())
+    html = client.get("/costs" + (f"?day={chosen}" if chosen else ""), headers=AUTH).text
+    total = re.search(r'id="costs-total">(.*?)<', html)
+    assert total and total.group(1) == expected["total"]["display"]
+    per_issue = dict(
+        re.findall(
+            r'<tr data-name="([^"]+)"><td>[^<]*</td><td class="num money">([^<]*)</td>',
+            html.split('id="per-issue"')[1].split("</table>")[0],
+        )
+    )
+    assert per_issue == {i["issue_identifier"]: i["display"] for i in expected["issues"]}
+    assert html.count('class="bar"') == 30
+    if day is None:
+        assert "ENG-1</td><td>cli</td><td>codegen" in html  # the unpriced part, named
+        executors = html.split('id="per-executor"')[1].split("</table>")[0]
+        assert (
+            'data-name="codegen"><td>codegen</td><td class="num money">$0.30 + 1 unpriced run<'
+            in executors
+        )
+
+
+def test_report_page_markdown_and_command_say_the_same(
+    client: TestClient, settings: Settings
+) -> None:
+    out = io.StringIO()
+    assert run_report_command(settings, day="today", out=out) == 0
+    markdown = out.getvalue()
+    assert client.get("/report.md?day=today", headers=AUTH).text == markdown
+    html = client.get("/report?day=today", headers=AUTH).text
+    items = re.findall(r"<li>(.*?)</li>", html)
+    assert items and all(f"- {item}" in markdown for item in items)
+    assert "codegen sub-tasks failed 2 of 4 times" in markdown
+
+
+def test_unknown_issue_and_bad_day_are_clear_errors(client: TestClient) -> None:
+    missing = client.get("/issue/NOPE-9", headers=AUTH)
+    assert missing.status_code == 404 and "No issue NOPE-9" in missing.text
+    assert client.get("/costs?day=31.02.", headers=AUTH).status_code == 400
+    assert client.get("/report?day=soon", headers=AUTH).status_code == 400
+
+
+def test_a_fragment_is_the_live_part_only(client: TestClient) -> None:
+    page = client.get("/", headers=AUTH).text
+    fragment = client.get("/?fragment=1", headers=AUTH).text
+    assert "<html" in page and "<html" not in fragment
+    assert 'id="in-flight"' in fragment
+
+
+def test_issue_page_before_planning_says_there_is_no_plan_yet(client: TestClient) -> None:
+    html = client.get("/issue/OPS-3", headers=AUTH).text
+    assert "No plan yet." in html and "planning" in html
+
+
+def test_plan_comes_from_every_planning_round() -> None:
+    steps = [
+        {"function_name": "x.now_step", "output": 1.0},
+        {
+            "function_name": "edge_worker.orchestration.steps.plan_step",
+            "output": {"plan": {"subtasks": [{"key": "a", "title": "A", "role": "code"}]}},
+        },
+        {"function_name": "edge_worker.orchestration.steps.plan_step", "output": {"error": "x"}},
+        {
+            "function_name": "edge_worker.orchestration.steps.plan_step",
+            "output": {
+                "plan": {
+                    "subtasks": [
+                        {"key": "a", "title": "A again", "role": "code"},
+                        {"key": "b", "title": "B", "role": "test", "depends_on": ["a"]},
+                    ]
+                }
+            },
+        },
+    ]
+    plan = plan_from_steps(steps)
+    assert [(t.key, t.title, t.depends_on) for t in plan] == [("a", "A", ()), ("b", "B", ("a",))]
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+async def test_change_feed_wakes_listeners_and_resumes_after_a_reconnect(
+    engine: sa.Engine,
+) -> None:
+    def token() -> str:
+        with engine.connect() as conn:
+            return queries.change_token(conn)
+
+    feed = ChangeFeed(token, interval=0.05)
+    first_listener = feed.listen(None)
+    first = await asyncio.wait_for(anext(first_listener), 10)
+
+    def change() -> None:
+        with engine.begin() as conn:
+            work.set_state(conn, "i-eng-2", "issue-i-eng-2-wf", "working")
+
+    await asyncio.to_thread(change)
+    second = await asyncio.wait_for(anext(first_listener), 10)
+    assert second != first
+    await first_listener.aclose()
+    # a page that reconnects having seen the latest change gets nothing until the next one
+    again = feed.listen(second)
+    pending = asyncio.ensure_future(anext(again))
+    await asyncio.sleep(0.3)  # a negative check: nothing may arrive within a few polls
+    assert not pending.done()
+    await asyncio.to_thread(start_issue, engine, "i-new", "ENG-77", "planning")
+    assert await asyncio.wait_for(pending, 10) not in (first, second)
+    await again.aclose()
+    # a page that reconnects having missed a change hears of it at once
+    stale = feed.listen(first)
+    assert await asyncio.wait_for(anext(stale), 10) != first
+    await stale.aclose()
+    await feed.close()
