@@ -47,7 +47,8 @@ from edge_worker.storage.work import TERMINAL_STATES
 log = structlog.get_logger(__name__)
 
 CHART_DAYS = 30
-HISTORY_LIMIT = 200
+HISTORY_LIMIT = 100
+CHOICES_SECONDS = 60.0
 REFUSED_TEXT = "Sign in with the console token to see this page."
 BAD_TOKEN_TEXT = "That is not the console token."
 UNKNOWN_ISSUE_TEXT = "No issue {ref} in this daemon's database."
@@ -67,6 +68,10 @@ class Console:
     feed: ChangeFeed = field(init=False)
 
     def __post_init__(self) -> None:
+        self._probe: Any = None
+        self._version: object = None
+        self._last_token: str | None = None
+        self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
         self.reader = WorkflowReader(self.settings)
         self.feed = ChangeFeed(self._token)
         self.zone = zone_for(self.settings.budget.timezone)
@@ -78,8 +83,34 @@ class Console:
         return engine
 
     def _token(self) -> str:
-        with self.db().connect() as conn:
-            return queries.change_token(conn)
+        """The change token; on SQLite only recomputed after another connection committed.
+
+        ``PRAGMA data_version`` on a connection of its own changes whenever any other
+        connection (any process) commits to the file, and costs next to nothing, so an
+        idle console does not scan tables several times a second.
+        """
+        engine = self.db()
+        if engine.dialect.name == "sqlite":
+            if self._probe is None:
+                self._probe = engine.raw_connection()
+            cursor = self._probe.cursor()
+            try:
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
+            finally:
+                cursor.close()
+            if version == self._version and self._last_token is not None:
+                return self._last_token
+            self._version = version
+        with engine.connect() as conn:
+            self._last_token = queries.change_token(conn)
+        return self._last_token
+
+    def history_choices(self, conn: sa.Connection) -> tuple[list[str], list[str]]:
+        """The History filters' teams and executors, read at most once a minute."""
+        moment = time.monotonic()
+        if self._choices is None or moment - self._choices[0] > CHOICES_SECONDS:
+            self._choices = (moment, queries.history_choices(conn))
+        return self._choices[1]
 
     def ledger(self) -> Ledger:
         return Ledger(self.db(), self.settings.budget.timezone, self.clock)
@@ -266,7 +297,7 @@ def build_console(
                     executor=params.get("executor") or None,
                     day=day,
                 )
-                teams, executors = queries.history_choices(conn)
+                teams, executors = console.history_choices(conn)
             now = console.now()
             return {
                 "lines": [issue_line(r, now, issue_limit=console.issue_limit) for r in records],
@@ -290,7 +321,9 @@ def build_console(
         def read() -> dict[str, Any]:
             ledger = console.ledger()
             days = [day - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
-            totals = [(d, ledger.day_total(d)) for d in days]
+            with console.db().connect() as conn:
+                per_day = queries.day_totals(conn, days[0], days[-1])
+            totals = [(d, per_day.get(d, Total())) for d in days]
             view = costs_view(
                 day,
                 ledger.timezone,
