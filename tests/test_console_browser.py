@@ -33,6 +33,7 @@ SHOTS = Path(
     os.environ.get("EDGE_WORKER_CONSOLE_SCREENSHOTS")
     or Path(__file__).parent / "artifacts" / "console"
 )
+STOPPED_TEXT = "Stopped by an operator (console)."
 MISSING = (
     "needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver): "
     "apt-get install -y chromium chromium-driver, or run .ci/setup-console.sh"
@@ -74,8 +75,9 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
 def shoot(driver: WebDriver, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, max(800, min(int(height) + 40, 3000)))
+    for _ in range(2):  # the page's height settles once the window is that tall
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, max(800, min(int(height) + 140, 4000)))
     driver.save_screenshot(str(path))
     return path
 
@@ -193,3 +195,25 @@ def test_console_follows_a_demo_run_live_in_chromium(
         browser.get(f"{base}/console/report?day=today")
         assert "1 issue ended (1 done)" in text_of(browser, "#report-summary")
         shoot(browser, "daily-report")
+
+        # stop a second issue from its page: its agents hang, so it stays in flight
+        for key in keys:
+            world.tasks[key] = {"runs": [{"behaviour": "hang"}]}
+        world.scenario_path()
+        second = world.new_issue()
+        e2e.assign(second)
+        wait_until(lambda: e2e.work_state(second) == "working", 30)
+        other = world.linear.store.find_issue(second).identifier
+        browser.get(f"{base}/console/issue/{other}")
+        wait_until(lambda: attr(browser, "#stop-form button", "class"), 15)
+        shoot(browser, "issue-before-stop")
+        browser.execute_script(
+            "window.confirm = () => true;"  # the page asks before stopping
+            "document.querySelector('#stop-form button').click();"
+        )
+        assert e2e.wait_end(second) == "stopped", e2e.log()[-3000:]
+        wait_until(lambda: STOPPED_TEXT in e2e.report(second), 30)
+        wait_until(lambda: attr(browser, '#audit tr[data-outcome="done"]', "data-outcome"), 15)
+        assert "operator@127.0.0.1" in text_of(browser, "#audit")
+        wait_until(lambda: "stopped" in text_of(browser, "h1"), 15)
+        shoot(browser, "issue-stopped")

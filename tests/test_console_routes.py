@@ -11,12 +11,13 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from edge_worker.console import access, queries
+from edge_worker.console import access, audit, controls, queries
 from edge_worker.console.changes import ChangeFeed
 from edge_worker.console.dbos_reader import plan_from_steps
 from edge_worker.console.routes import build_console, console_routes
@@ -24,7 +25,14 @@ from edge_worker.costs.cli import run_costs_command
 from edge_worker.reporting.daily_report_data import run_report_command
 from edge_worker.settings import Settings
 from edge_worker.storage import work
-from tests.support.console import TOKEN, console_settings, open_engine, seed, start_issue
+from tests.support.console import (
+    TOKEN,
+    VIEWER_TOKEN,
+    console_settings,
+    open_engine,
+    seed,
+    start_issue,
+)
 from tests.support.pg import scratch_database
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -52,7 +60,8 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def client(settings: Settings, engine: sa.Engine) -> Iterator[TestClient]:
-    with TestClient(build_console(settings, lambda: engine, TOKEN)) as test_client:
+    tokens = access.Tokens(TOKEN, VIEWER_TOKEN)
+    with TestClient(build_console(settings, lambda: engine, tokens)) as test_client:
         yield test_client
 
 
@@ -67,20 +76,38 @@ def cells(html: str, row_attr: str) -> list[str]:
 def test_the_console_is_off_without_a_token(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(access.TOKEN_ENV, raising=False)
-    monkeypatch.delenv(access.TOKEN_FILE_ENV, raising=False)
+    for name in (access.TOKEN_ENV, access.TOKEN_FILE_ENV, access.VIEWER_TOKEN_ENV):
+        monkeypatch.delenv(name, raising=False)
     assert console_routes(settings, lambda: None) == []
     monkeypatch.setenv(access.TOKEN_ENV, "short")
     with pytest.raises(access.ConsoleConfigError, match="at least 16"):
         console_routes(settings, lambda: None)
 
 
-def test_a_token_file_is_read(tmp_path: Path) -> None:
+def test_tokens_are_read_from_files_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
-    assert access.load_token({access.TOKEN_FILE_ENV: str(path)}) == TOKEN
+    assert access.load_tokens({access.TOKEN_FILE_ENV: str(path)}) == access.Tokens(TOKEN)
     with pytest.raises(access.ConsoleConfigError, match="cannot read"):
-        access.load_token({access.TOKEN_FILE_ENV: str(tmp_path / "missing")})
+        access.load_tokens({access.TOKEN_FILE_ENV: str(tmp_path / "missing")})
+    with pytest.raises(access.ConsoleConfigError, match="needs"):
+        access.load_tokens({access.VIEWER_TOKEN_ENV: VIEWER_TOKEN})
+    with pytest.raises(access.ConsoleConfigError, match="differ"):
+        access.load_tokens({access.TOKEN_ENV: TOKEN, access.VIEWER_TOKEN_ENV: TOKEN})
+
+
+def test_roles_come_from_the_token_and_cookies_carry_no_token() -> None:
+    tokens = access.Tokens(TOKEN, VIEWER_TOKEN)
+    assert tokens.role_of_bearer(f"Bearer {TOKEN}") == "operator"
+    assert tokens.role_of_bearer(f"bearer {VIEWER_TOKEN}") == "viewer"
+    assert tokens.role_of_bearer("Bearer nope") is None
+    operator, viewer = tokens.cookie_for("operator"), tokens.cookie_for("viewer")
+    assert TOKEN not in operator and VIEWER_TOKEN not in viewer
+    assert tokens.role_of_cookie(operator) == "operator"
+    assert tokens.role_of_cookie(viewer) == "viewer"
+    forged = "operator." + viewer.split(".", 1)[1]  # a viewer's cookie relabelled
+    assert tokens.role_of_cookie(forged) is None
+    assert access.Tokens("x" * 20).role_of_cookie(operator) is None  # token changed
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
@@ -207,6 +234,7 @@ def test_a_fragment_is_the_live_part_only(client: TestClient) -> None:
 def test_issue_page_before_planning_says_there_is_no_plan_yet(client: TestClient) -> None:
     html = client.get("/issue/OPS-3", headers=AUTH).text
     assert "No plan yet." in html and "planning" in html
+    assert 'id="stop-form"' in html  # an operator may stop it
 
 
 def test_plan_comes_from_every_planning_round() -> None:
@@ -266,3 +294,74 @@ async def test_change_feed_wakes_listeners_and_resumes_after_a_reconnect(
     assert await asyncio.wait_for(anext(stale), 10) != first
     await stale.aclose()
     await feed.close()
+
+
+VIEWER = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def stop_form(client: TestClient, ref: str) -> dict[str, str]:
+    """The stop form's hidden fields, as the Issue page renders them for an operator."""
+    html = client.get(f"/issue/{ref}", headers=AUTH).text
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+    assert set(fields) == {"csrf", "nonce"}, html
+    return fields
+
+
+def stop(client: TestClient, ref: str, fields: dict[str, str], **headers: str) -> Any:
+    body = "&".join(f"{k}={v}" for k, v in fields.items())
+    return client.post(
+        f"/issue/{ref}/stop", content=body, headers=FORM | headers, follow_redirects=False
+    )
+
+
+def audit_rows(engine: sa.Engine) -> list[tuple[str, str, str, str | None]]:
+    return [(e.actor.split("@")[0], e.target, e.outcome, e.reason) for e in audit.recent(engine)]
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_controls_are_refused_audited_and_change_nothing(
+    client: TestClient, engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = stop_form(client, "ENG-1")
+    viewer_page = client.get("/issue/ENG-1", headers=VIEWER).text
+    assert "Stop this issue" not in viewer_page and fields["csrf"] not in viewer_page
+    cases = [
+        (stop(client, "ENG-1", fields, **VIEWER), 403, controls.READ_ONLY),
+        (stop(client, "ENG-1", {"nonce": fields["nonce"]}, **AUTH), 403, controls.BAD_CSRF),
+        (
+            stop(client, "ENG-1", fields, Origin="https://evil.example", **AUTH),
+            403,
+            controls.BAD_CSRF,
+        ),
+        (stop(client, "NOPE-1", fields, **AUTH), 404, "No issue NOPE-1"),
+        (stop(client, "ENG-100", fields, **AUTH), 409, "ENG-100 is not in flight (it is done)"),
+        (stop(client, "ENG-1", {"csrf": fields["csrf"]}, **AUTH), 400, controls.NO_NONCE),
+    ]
+    for answer, status, text in cases:
+        assert answer.status_code == status and text in answer.text
+    assert stop(client, "ENG-1", fields).status_code == 401  # no credentials at all
+    with engine.connect() as conn:
+        assert queries.one_issue(conn, "ENG-1").state == "working"  # type: ignore[union-attr]
+    rows = audit_rows(engine)
+    assert [r[2] for r in rows] == ["refused"] * len(cases)
+    assert rows[-1][:2] == ("viewer", "ENG-1") and rows[-1][3] == controls.READ_ONLY
+    assert "console control refused" in capsys.readouterr().out
+    page = client.get("/", headers=AUTH).text
+    assert page.count('data-outcome="refused"') == len(cases)
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_stop_that_cannot_be_delivered_says_so_and_its_form_cannot_be_replayed(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    fields = stop_form(client, "ENG-1")
+    # no DBOS tables in this database: the message cannot be stored
+    first = stop(client, "ENG-1", fields, **AUTH)
+    assert first.status_code == 503 and "could not be delivered" in first.text
+    replay = stop(client, "ENG-1", fields, **AUTH)
+    assert replay.status_code == 409 and controls.REPLAYED in replay.text
+    assert [(r[2], r[3]) for r in audit_rows(engine)] == [
+        ("refused", controls.REPLAYED),
+        ("failed", first.text),
+    ]

@@ -142,6 +142,10 @@ def test_run_line_of_a_finished_and_a_running_run() -> None:
         RunRecord("wf-a-2", "a", 2, "codex", "PENDING", NOW - timedelta(seconds=75), None), NOW
     )
     assert (running.status, running.cost, running.duration) == ("running", "-", "1m so far")
+    cancelled = run_line(
+        RunRecord("wf-a-3", "a", 3, "codex", "CANCELLED", NOW - timedelta(seconds=75), NOW), NOW
+    )
+    assert (cancelled.status, cancelled.duration) == ("cancelled", "-")
 
 
 def ledger_row(issue: str, executor: str, model: str | None, micros: int | None) -> LedgerRow:

@@ -1,4 +1,5 @@
-"""What the console reads from DBOS's system tables: plans, runs and queues (I/O).
+"""What the console reads from DBOS's system tables (plans, runs, queues) and the one thing
+it writes there: a control message to an orchestration (I/O).
 
 Contract: :class:`WorkflowReader` uses DBOS's own client (``DBOSClient``, which runs no
 migrations and no workflow code) on the daemon's system database, so it reads the same
@@ -171,6 +172,11 @@ class WorkflowReader:
                 )
             ]
         return ids
+
+    def send(self, workflow_id: str, message: dict[str, Any], topic: str, key: str) -> None:
+        """Send ``message`` to workflow ``workflow_id`` once per ``key`` (DBOS's idempotency
+        key: the same key sends nothing twice). Raises when the database cannot take it."""
+        self._dbos().send(workflow_id, message, topic, idempotency_key=key)
 
     def close(self) -> None:
         """Release the client's connections."""

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import sqlalchemy as sa
 import structlog
-from jinja2 import Environment, PackageLoader, select_autoescape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -31,12 +29,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from edge_worker.console import access, queries
-from edge_worker.console.changes import ChangeFeed
+from edge_worker.console.context import Console, base_path, render, role_of
+from edge_worker.console.controls import stop_handler
 from edge_worker.console.costs_view import costs_view
-from edge_worker.console.dbos_reader import WorkflowReader
 from edge_worker.console.views import issue_line, issue_view, now_view
 from edge_worker.costs.cli import parse_day
-from edge_worker.costs.ledger import Clock, Ledger, aware_now, utc_now, zone_for
+from edge_worker.costs.ledger import Clock, utc_now
 from edge_worker.costs.money import Total
 from edge_worker.costs.summary import rows_total
 from edge_worker.reporting.daily_report import build_daily_report, render_markdown
@@ -48,7 +46,7 @@ log = structlog.get_logger(__name__)
 
 CHART_DAYS = 30
 HISTORY_LIMIT = 100
-CHOICES_SECONDS = 60.0
+AUDIT_ON_NOW = 10
 REFUSED_TEXT = "Sign in with the console token to see this page."
 BAD_TOKEN_TEXT = "That is not the console token."
 UNKNOWN_ISSUE_TEXT = "No issue {ref} in this daemon's database."
@@ -56,98 +54,17 @@ BAD_DAY_TEXT = "The day must be a date like 2025-01-31, 'today' or 'yesterday'."
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-@dataclass
-class Console:
-    """What the pages read from: settings, the database, DBOS's tables, the clock."""
-
-    settings: Settings
-    engine: Callable[[], sa.Engine | None]
-    token: str
-    clock: Clock = utc_now
-    reader: WorkflowReader = field(init=False)
-    feed: ChangeFeed = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._probe: Any = None
-        self._version: object = None
-        self._last_token: str | None = None
-        self._choices: tuple[float, tuple[list[str], list[str]]] | None = None
-        self.reader = WorkflowReader(self.settings)
-        self.feed = ChangeFeed(self._token)
-        self.zone = zone_for(self.settings.budget.timezone)
-
-    def db(self) -> sa.Engine:
-        engine = self.engine()
-        if engine is None:
-            raise RuntimeError("the daemon's database is not open yet")
-        return engine
-
-    def _token(self) -> str:
-        """The change token; on SQLite only recomputed after another connection committed.
-
-        ``PRAGMA data_version`` on a connection of its own changes whenever any other
-        connection (any process) commits to the file, and costs next to nothing, so an
-        idle console does not scan tables several times a second.
-        """
-        engine = self.db()
-        if engine.dialect.name == "sqlite":
-            if self._probe is None:
-                self._probe = engine.raw_connection()
-            cursor = self._probe.cursor()
-            try:
-                version = cursor.execute("PRAGMA data_version").fetchone()[0]
-            finally:
-                cursor.close()
-            if version == self._version and self._last_token is not None:
-                return self._last_token
-            self._version = version
-        with engine.connect() as conn:
-            self._last_token = queries.change_token(conn)
-        return self._last_token
-
-    def history_choices(self, conn: sa.Connection) -> tuple[list[str], list[str]]:
-        """The History filters' teams and executors, read at most once a minute."""
-        moment = time.monotonic()
-        if self._choices is None or moment - self._choices[0] > CHOICES_SECONDS:
-            self._choices = (moment, queries.history_choices(conn))
-        return self._choices[1]
-
-    def ledger(self) -> Ledger:
-        return Ledger(self.db(), self.settings.budget.timezone, self.clock)
-
-    def now(self) -> datetime:
-        return aware_now(self.clock)
-
-    def today(self) -> date:
-        return self.now().astimezone(self.zone).date()
-
-    @property
-    def issue_limit(self) -> Decimal | None:
-        value = self.settings.budget.per_issue_usd
-        return None if value is None else Decimal(str(value))
-
-    @property
-    def day_limit(self) -> Decimal | None:
-        value = self.settings.budget.per_day_usd
-        return None if value is None else Decimal(str(value))
-
-
-_ENV = Environment(
-    loader=PackageLoader("edge_worker.console", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def render(name: str, **context: Any) -> str:
-    """The template ``name`` rendered with ``context``."""
-    return _ENV.get_template(name).render(**context)
-
-
 def _page(request: Request, page: str, live: str, title: str, **context: Any) -> Response:
     """The full page, or only its live part for ``?fragment=1``."""
     started = time.perf_counter()
+    role = role_of(request)
+    console: Console = request.app.state.console
+    context |= {
+        "role": role,
+        "base": base_path(request),
+        "csrf": console.tokens.csrf() if role == "operator" else None,
+        "nonce": uuid.uuid4().hex,
+    }
     body = render(live, **context)
     if request.query_params.get("fragment") != "1":
         body = render("base.html", title=title, live_html=body, nav=page, **context)
@@ -155,11 +72,6 @@ def _page(request: Request, page: str, live: str, title: str, **context: Any) ->
     response.headers["Cache-Control"] = "no-store"
     response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
-
-
-def _base(request: Request) -> str:
-    """Where the console is mounted (``/console`` in the daemon)."""
-    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def _day_param(request: Request, console: Console, default: date) -> date | None:
@@ -175,16 +87,16 @@ def _day_param(request: Request, console: Console, default: date) -> date | None
 def build_console(
     settings: Settings,
     engine: Callable[[], sa.Engine | None],
-    token: str,
+    tokens: access.Tokens,
     *,
     clock: Clock = utc_now,
 ) -> Starlette:
     """The console app (see the module contract)."""
-    console = Console(settings, engine, token, clock)
+    console = Console(settings, engine, tokens, clock)
 
-    def authorised(request: Request) -> bool:
-        return access.bearer_ok(request.headers.get("authorization"), token) or access.cookie_ok(
-            request.cookies.get(access.COOKIE_NAME), token
+    def identify(request: Request) -> access.Role | None:
+        return tokens.role_of_bearer(request.headers.get("authorization")) or (
+            tokens.role_of_cookie(request.cookies.get(access.COOKIE_NAME))
         )
 
     def refuse(request: Request, message: str = REFUSED_TEXT) -> Response:
@@ -196,15 +108,18 @@ def build_console(
             had_cookie=access.COOKIE_NAME in request.cookies,
         )
         return HTMLResponse(
-            render("login.html", title="Sign in", message=message, nav=""), status_code=401
+            render("login.html", title="Sign in", message=message, nav="", base=base_path(request)),
+            status_code=401,
         )
 
     Handler = Callable[[Request], Awaitable[Response]]
 
     def guarded(handler: Handler) -> Handler:
         async def wrapper(request: Request) -> Response:
-            if not authorised(request):
+            role = identify(request)
+            if role is None:
                 return refuse(request)
+            request.state.role = role
             return await handler(request)
 
         return wrapper
@@ -224,7 +139,7 @@ def build_console(
                 issue_limit=console.issue_limit,
                 now=console.now(),
             )
-            return {"view": view}
+            return {"view": view, "audit": console.audit(limit=AUDIT_ON_NOW)}
 
         context = await asyncio.to_thread(read)
         return _page(request, "now", "now_live.html", "Now", **context)
@@ -251,7 +166,11 @@ def build_console(
                 issue_limit=console.issue_limit,
                 now=console.now(),
             )
-            return {"view": view, "total": rows_total(rows).format()}
+            return {
+                "view": view,
+                "total": rows_total(rows).format(),
+                "audit": console.audit(target=record.identifier),
+            }
 
         context = await asyncio.to_thread(read)
         if context is None:
@@ -373,26 +292,31 @@ def build_console(
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
-            return HTMLResponse(render("login.html", title="Sign in", message=None, nav=""))
+            return HTMLResponse(
+                render("login.html", title="Sign in", message=None, nav="", base=base_path(request))
+            )
         body = (await request.body()).decode("utf-8", "replace")
         candidate = (parse_qs(body).get("token") or [""])[0]
-        if not access.token_ok(candidate, token):
+        role = tokens.role_of_token(candidate)
+        if role is None:
             return refuse(request, BAD_TOKEN_TEXT)
-        base = _base(request)
+        base = base_path(request)
         response = RedirectResponse(base + "/", status_code=303)
         response.set_cookie(
             access.COOKIE_NAME,
-            access.session_value(token),
+            tokens.cookie_for(role),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
             path=base or "/",
         )
-        log.info("console sign-in", client=request.client.host if request.client else None)
+        log.info(
+            "console sign-in", role=role, client=request.client.host if request.client else None
+        )
         return response
 
     async def logout(request: Request) -> Response:
-        base = _base(request)
+        base = base_path(request)
         response = RedirectResponse(base + "/login", status_code=303)
         response.delete_cookie(access.COOKIE_NAME, path=base or "/")
         return response
@@ -406,6 +330,7 @@ def build_console(
             Route("/report", guarded(report_page)),
             Route("/report.md", guarded(report_markdown)),
             Route("/events", guarded(events)),
+            Route("/issue/{ref}/stop", guarded(stop_handler(console)), methods=["POST"]),
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
@@ -417,7 +342,7 @@ def build_console(
 
 def console_routes(settings: Settings, engine: Callable[[], sa.Engine | None]) -> list[Mount]:
     """``[Mount("/console", ...)]`` when a console token is configured, else ``[]``."""
-    token = access.load_token()
-    if token is None:
+    tokens = access.load_tokens()
+    if tokens is None:
         return []
-    return [Mount("/console", app=build_console(settings, engine, token))]
+    return [Mount("/console", app=build_console(settings, engine, tokens))]

@@ -26,6 +26,8 @@ WAIT_EXECUTOR = "executor: {names}"
 WAIT_ISSUE_BUDGET = 'the issue budget (reply "continue" on Linear to raise it once)'
 WAIT_DAY_BUDGET = "the day's budget"
 WAIT_SCHEDULER = "the scheduler"
+NOT_RUN = "not_run"
+"""The state shown for a sub-task of a finished issue that never started."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def run_line(run: RunRecord, now: datetime) -> RunLine:
     cost = outcome.get("cost")
     if outcome:
         duration = _duration(outcome.get("duration_seconds"))
-    elif run.created_at is not None:
+    elif run.created_at is not None and run.status in ("PENDING", "ENQUEUED"):
         duration = format_age((now - run.created_at).total_seconds()) + " so far"
     else:
         duration = "-"
@@ -259,8 +261,9 @@ def issue_view(
         by_key.setdefault(run.key, []).append(run)
     tasks = []
     nodes = []
+    never = NOT_RUN if record.finished_at is not None else "pending"
     for planned in plan:
-        state, executor = subtask_states.get(planned.key, ("pending", None))
+        state, executor = subtask_states.get(planned.key, (never, None))
         tasks.append(
             TaskSection(
                 key=planned.key,

@@ -16,6 +16,7 @@ from edge_worker.storage import work
 from edge_worker.storage.db import create_engine_for, create_tables
 
 TOKEN = "console-test-token-0123456789"
+VIEWER_TOKEN = "console-viewer-token-9876543210"
 
 
 def console_settings(state_dir: Path, **budget: float) -> Settings:

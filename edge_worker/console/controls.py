@@ -1,0 +1,128 @@
+"""The console's controls (POST): each checked, carried out once, and audited.
+
+Contract: a control is refused, changes nothing and is written to the audit log as
+``refused`` with its reason when the session is read-only (403), the form lacks the
+session's CSRF value or comes from another origin (403), the issue is unknown (404) or not
+in flight (409), or the form's one-time nonce was used before, i.e. a replay (409).
+Otherwise it is audited as ``accepted`` before it is carried out, then as ``done`` (or
+``failed`` with the reason). The answer redirects to the issue's page (303), or says why
+not in plain text.
+
+*Stop* sends the running orchestration the message Linear's stop signal becomes
+(``{"kind": "stop", ...}`` on the control topic, through DBOS with the nonce as its
+idempotency key), so the issue ends the way a stop from Linear ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from edge_worker.console import audit, queries
+from edge_worker.console.context import Console, actor_of, base_path, role_of
+from edge_worker.console.records import IssueRecord
+from edge_worker.orchestration.workflows import CONTROL_TOPIC
+from edge_worker.storage.work import ACTIVE_STATES
+
+log = structlog.get_logger(__name__)
+
+STOP_ACTION = "stop"
+STOPPED_BY = "an operator (console)"
+READ_ONLY = "Your session is read-only: controls need the operator token."
+BAD_CSRF = "The form is missing its security value or came from another site: reload the page."
+UNKNOWN = "No issue {ref} in this daemon's database."
+NOT_IN_FLIGHT = "{ref} is not in flight (it is {state}): there is nothing to stop."
+REPLAYED = "This form was already used: reload the page to act again."
+UNDELIVERED = "The stop could not be delivered ({error}); nothing changed, try again."
+NO_NONCE = "The form is missing its one-time value: reload the page."
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = (await request.body()).decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(body).items() if v}
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the form came from another origin (no header: a
+    script, which the CSRF value already vouches for)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def stop_handler(console: Console) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of ``POST /issue/{ref}/stop``."""
+
+    async def stop(request: Request) -> Response:
+        ref = str(request.path_params["ref"])
+        actor = actor_of(request)
+        form = await _form(request)
+        engine = console.db()
+        await asyncio.to_thread(audit.ensure_table, engine)
+
+        async def refuse(status: int, reason: str) -> Response:
+            log.warning(
+                "console control refused",
+                action=STOP_ACTION,
+                target=ref,
+                actor=actor,
+                reason=reason,
+            )
+            await asyncio.to_thread(
+                audit.refused, engine, actor=actor, action=STOP_ACTION, target=ref, reason=reason
+            )
+            return PlainTextResponse(reason, status_code=status)
+
+        if role_of(request) != "operator":
+            return await refuse(403, READ_ONLY)
+        if not console.tokens.csrf_ok(form.get("csrf")) or not _same_origin(request):
+            return await refuse(403, BAD_CSRF)
+
+        def find() -> IssueRecord | None:
+            with engine.connect() as conn:
+                return queries.one_issue(conn, ref)
+
+        record = await asyncio.to_thread(find)
+        if record is None:
+            return await refuse(404, UNKNOWN.format(ref=ref))
+        if record.state not in ACTIVE_STATES:
+            return await refuse(409, NOT_IN_FLIGHT.format(ref=ref, state=record.state))
+        nonce = form.get("nonce", "")
+        if not nonce:
+            return await refuse(400, NO_NONCE)
+        entry = await asyncio.to_thread(
+            audit.claim,
+            engine,
+            actor=actor,
+            action=STOP_ACTION,
+            target=record.identifier,
+            nonce=nonce,
+        )
+        if entry is None:
+            return await refuse(409, REPLAYED)
+        message = {
+            "kind": "stop",
+            "issue_id": record.issue_id,
+            "issue_identifier": record.identifier,
+            "actor_name": STOPPED_BY,
+        }
+        try:
+            await asyncio.to_thread(
+                console.reader.send, record.workflow_id, message, CONTROL_TOPIC, f"console-{nonce}"
+            )
+        except Exception as exc:
+            reason = UNDELIVERED.format(error=type(exc).__name__)
+            await asyncio.to_thread(audit.settle, engine, entry, "failed", reason)
+            log.error("console stop not delivered", target=ref, error=type(exc).__name__)
+            return PlainTextResponse(reason, status_code=503)
+        await asyncio.to_thread(audit.settle, engine, entry, "done")
+        log.warning("console stop sent", target=record.identifier, actor=actor)
+        return RedirectResponse(f"{base_path(request)}/issue/{record.identifier}", status_code=303)
+
+    return stop
