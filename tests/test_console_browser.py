@@ -174,6 +174,9 @@ def test_console_follows_a_demo_run_live_in_chromium(
         runs = texts(browser, "table.runs tr[data-run]")
         assert len(runs) >= len(keys)
         assert "claude-code" in runs[0] and "passed" in runs[0]
+        passed = attrs(browser, "ul.checks li", "data-passed")
+        assert passed and set(passed) == {"true"}  # every check's evidence, observed
+        browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
         shoot(browser, "issue-done")
 
         browser.get(f"{base}/console/")

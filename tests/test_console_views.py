@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from edge_worker.console.dbos_reader import evidence_from_steps
 from edge_worker.console.records import IssueRecord, RunRecord
 from edge_worker.console.svg import Bar, GraphNode, layers, plan_graph, spend_chart
 from edge_worker.console.views import (
@@ -214,3 +215,23 @@ def test_daily_report_sections_and_recommendations_come_from_the_data() -> None:
 def test_an_empty_day_says_so() -> None:
     report = build_daily_report(DayFacts(date(2026, 1, 1), "UTC", [], [], []))
     assert report.summary == NOTHING and report.sections == ()
+
+
+def test_evidence_is_the_latest_verification_of_a_run() -> None:
+    def verify(*codes: int | None) -> dict[str, object]:
+        checks = [{"command": f"check {n}", "exit_code": c} for n, c in enumerate(codes)]
+        return {"function_name": "steps.verify_step", "output": {"checks": checks}}
+
+    steps = [
+        {"function_name": "steps.follow_run_step", "output": {"status": "succeeded"}},
+        verify(1, 0),
+        {"function_name": "steps.resume_run_step", "output": {}},
+        verify(0, None),
+    ]
+    checks, count = evidence_from_steps(steps)
+    assert count == 2
+    assert [(c.command, c.exit_code, c.passed) for c in checks] == [
+        ("check 0", 0, True),
+        ("check 1", None, False),
+    ]
+    assert evidence_from_steps(steps[:1]) == ((), 0)

@@ -10,6 +10,7 @@ Before DBOS has created its tables every read returns nothing rather than failin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +18,15 @@ from typing import Any
 import structlog
 from dbos import DBOSClient
 
-from edge_worker.console.records import PlannedTask, QueueRecord, RunRecord
+from edge_worker.console.records import CheckRecord, PlannedTask, QueueRecord, RunRecord
 from edge_worker.runtime import APP_NAME, CLOUD_QUEUE, LOCAL_QUEUE, TRIGGER_QUEUE, dbos_url
 from edge_worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 PLAN_STEP_SUFFIX = "plan_step"
+VERIFY_STEP_SUFFIX = "verify_step"
+OUTPUT_TAIL = 1500
 RUN_WORKFLOW_SUFFIX = "run_subtask"
 QUEUE_LABELS = {
     TRIGGER_QUEUE: "triggers",
@@ -69,6 +72,31 @@ def plan_from_steps(steps: list[dict[str, Any]]) -> list[PlannedTask]:
                 depends_on=tuple(str(d) for d in raw.get("depends_on", [])),
             )
     return list(tasks.values())
+
+
+def evidence_from_steps(steps: list[dict[str, Any]]) -> tuple[tuple[CheckRecord, ...], int]:
+    """The checks of a run's latest verification and how many verifications it had, from
+    the run workflow's steps (sans-I/O)."""
+    reports = [
+        step["output"]
+        for step in steps
+        if str(step.get("function_name", "")).endswith(VERIFY_STEP_SUFFIX)
+        and isinstance(step.get("output"), dict)
+    ]
+    if not reports:
+        return (), 0
+    checks = tuple(
+        CheckRecord(
+            command=str(check.get("command", "")),
+            expect_exit=int(check.get("expect_exit", 0)),
+            exit_code=check.get("exit_code"),
+            reason=check.get("reason"),
+            output_tail=str(check.get("output_tail") or "")[-OUTPUT_TAIL:],
+        )
+        for check in reports[-1].get("checks", [])
+        if isinstance(check, dict)
+    )
+    return checks, len(reports)
 
 
 def run_from_status(status: Any, orchestration_id: str) -> RunRecord | None:
@@ -139,7 +167,9 @@ class WorkflowReader:
                     continue
                 record = run_from_status(status, orchestration_id)
                 if record is not None:
-                    found.append(record)
+                    steps = [dict(s) for s in self._dbos().list_workflow_steps(record.workflow_id)]
+                    checks, count = evidence_from_steps(steps)
+                    found.append(dataclasses.replace(record, evidence=checks, verifications=count))
         return found
 
     def queues(self) -> list[QueueRecord]:

@@ -70,6 +70,21 @@ class PlannedTask:
 
 
 @dataclass(frozen=True)
+class CheckRecord:
+    """One verification check as the daemon observed it (not as the agent claimed)."""
+
+    command: str
+    expect_exit: int
+    exit_code: int | None
+    reason: str | None
+    output_tail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code is not None and self.exit_code == self.expect_exit
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One ``run_subtask`` workflow: a dispatch of a sub-task to an executor."""
 
@@ -83,3 +98,7 @@ class RunRecord:
     updated_at: datetime | None
     outcome: dict[str, Any] | None = None
     """What the run returned: iterations, cost, duration, verification, PR, branch..."""
+    evidence: tuple[CheckRecord, ...] = ()
+    """The checks of the run's latest verification (empty before the first one)."""
+    verifications: int = 0
+    """How many verifications the run has had so far."""

@@ -14,7 +14,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from edge_worker.console.records import IssueRecord, PlannedTask, QueueRecord, RunRecord
+from edge_worker.console.records import (
+    CheckRecord,
+    IssueRecord,
+    PlannedTask,
+    QueueRecord,
+    RunRecord,
+)
 from edge_worker.console.svg import GraphNode, plan_graph
 from edge_worker.costs.money import Total, format_usd
 from edge_worker.status import format_age
@@ -181,6 +187,8 @@ class RunLine:
     branch: str | None
     summary: str
     note: str | None
+    evidence: tuple[CheckRecord, ...] = ()
+    verifications: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +246,8 @@ def run_line(run: RunRecord, now: datetime) -> RunLine:
         branch=outcome.get("branch"),
         summary=str(outcome.get("summary") or ""),
         note=outcome.get("note"),
+        evidence=run.evidence,
+        verifications=run.verifications,
     )
 
 
