@@ -34,6 +34,7 @@ SHOTS = Path(
     or Path(__file__).parent / "artifacts" / "console"
 )
 STOPPED_TEXT = "Stopped by an operator (console)."
+FOLLOW_UP_TEXT = "Follow-up from an operator (console)"
 MISSING = (
     "needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver): "
     "apt-get install -y chromium chromium-driver, or run .ci/setup-console.sh"
@@ -210,13 +211,27 @@ def test_console_follows_a_demo_run_live_in_chromium(
         browser.get(f"{base}/console/issue/{other}")
         wait_until(lambda: attr(browser, "#stop-form button", "class"), 15)
         shoot(browser, "issue-before-stop")
+        # a follow-up from the page reaches the orchestration as a reply on Linear would
+        browser.execute_script(
+            "const form = document.getElementById('answer-form');"
+            "form.querySelector('textarea').value = arguments[0];"
+            "form.submit();",
+            "Please keep the public API unchanged.",
+        )
+        wait_until(lambda: attr(browser, '#audit tr[data-outcome="done"]', "data-outcome"), 15)
+        wait_until(lambda: attr(browser, "#stop-form button", "class"), 15)
         browser.execute_script(
             "window.confirm = () => true;"  # the page asks before stopping
             "document.querySelector('#stop-form button').click();"
         )
         assert e2e.wait_end(second) == "stopped", e2e.log()[-3000:]
         wait_until(lambda: STOPPED_TEXT in e2e.report(second), 30)
+        assert FOLLOW_UP_TEXT in e2e.report(second)
         wait_until(lambda: attr(browser, '#audit tr[data-outcome="done"]', "data-outcome"), 15)
         assert "operator@127.0.0.1" in text_of(browser, "#audit")
+        assert sorted(texts(browser, '#audit tr[data-outcome="done"] td:nth-child(3)')) == [
+            "answer",
+            "stop",
+        ]
         wait_until(lambda: "stopped" in text_of(browser, "h1"), 15)
         shoot(browser, "issue-stopped")

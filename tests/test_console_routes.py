@@ -365,3 +365,39 @@ def test_a_stop_that_cannot_be_delivered_says_so_and_its_form_cannot_be_replayed
         ("refused", controls.REPLAYED),
         ("failed", first.text),
     ]
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_an_answer_needs_text_and_the_same_checks_as_a_stop(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    fields = stop_form(client, "ENG-2")
+    html = client.get("/issue/ENG-2", headers=AUTH).text
+    assert "Answer the pending question" in html  # ENG-2 waits for a human
+
+    def answer(text: str, **headers: str) -> Any:
+        body = f"csrf={fields['csrf']}&nonce={fields['nonce']}&text={text}"
+        return client.post(
+            "/issue/ENG-2/answer", content=body, headers=FORM | headers, follow_redirects=False
+        )
+
+    assert answer("continue", **VIEWER).status_code == 403
+    assert answer("", **AUTH).text == controls.EMPTY_ANSWER
+    assert answer("x" * (controls.MAX_ANSWER + 1), **AUTH).text == controls.LONG_ANSWER
+    assert controls.answer_message(queries_one(engine, "ENG-2"), {"text": " continue "}) == {
+        "kind": "follow_up",
+        "issue_id": "i-eng-2",
+        "issue_identifier": "ENG-2",
+        "actor_name": controls.ACTOR_NAME,
+        "text": "continue",
+    }
+    assert [(r[0], r[2]) for r in audit_rows(engine)] == [
+        ("operator", "refused"),
+        ("operator", "refused"),
+        ("viewer", "refused"),
+    ]
+
+
+def queries_one(engine: sa.Engine, ref: str) -> Any:
+    with engine.connect() as conn:
+        return queries.one_issue(conn, ref)

@@ -8,15 +8,18 @@ Otherwise it is audited as ``accepted`` before it is carried out, then as ``done
 ``failed`` with the reason). The answer redirects to the issue's page (303), or says why
 not in plain text.
 
-*Stop* sends the running orchestration the message Linear's stop signal becomes
-(``{"kind": "stop", ...}`` on the control topic, through DBOS with the nonce as its
-idempotency key), so the issue ends the way a stop from Linear ends it.
+Each control sends the running orchestration the message the matching Linear event
+becomes (on the control topic, through DBOS with the nonce as its idempotency key):
+*stop* is Linear's stop signal, so the issue ends the way a stop from Linear ends it;
+*answer* is a reply on the issue, so it answers what the issue waits for (a repository, a
+budget's "continue", which raises the issue's budget once) or is taken as a follow-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -32,13 +35,17 @@ from edge_worker.storage.work import ACTIVE_STATES
 log = structlog.get_logger(__name__)
 
 STOP_ACTION = "stop"
-STOPPED_BY = "an operator (console)"
+ANSWER_ACTION = "answer"
+ACTOR_NAME = "an operator (console)"
+MAX_ANSWER = 4000
+EMPTY_ANSWER = "The answer is empty: write the reply the issue waits for."
+LONG_ANSWER = f"The answer is longer than {MAX_ANSWER} characters."
 READ_ONLY = "Your session is read-only: controls need the operator token."
 BAD_CSRF = "The form is missing its security value or came from another site: reload the page."
 UNKNOWN = "No issue {ref} in this daemon's database."
-NOT_IN_FLIGHT = "{ref} is not in flight (it is {state}): there is nothing to stop."
+NOT_IN_FLIGHT = "{ref} is not in flight (it is {state}): no control applies."
 REPLAYED = "This form was already used: reload the page to act again."
-UNDELIVERED = "The stop could not be delivered ({error}); nothing changed, try again."
+UNDELIVERED = "The control could not be delivered ({error}); nothing changed, try again."
 NO_NONCE = "The form is missing its one-time value: reload the page."
 
 
@@ -56,10 +63,16 @@ def _same_origin(request: Request) -> bool:
     return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
 
 
-def stop_handler(console: Console) -> Callable[[Request], Awaitable[Response]]:
-    """The handler of ``POST /issue/{ref}/stop``."""
+MessageBuilder = Callable[[IssueRecord, dict[str, str]], "dict[str, Any] | str"]
+"""Builds the control message from the issue and the form, or returns why it cannot."""
 
-    async def stop(request: Request) -> Response:
+
+def control_handler(
+    console: Console, action: str, build: MessageBuilder
+) -> Callable[[Request], Awaitable[Response]]:
+    """The handler of ``POST /issue/{ref}/<action>`` (see the module contract)."""
+
+    async def handle(request: Request) -> Response:
         ref = str(request.path_params["ref"])
         actor = actor_of(request)
         form = await _form(request)
@@ -68,14 +81,10 @@ def stop_handler(console: Console) -> Callable[[Request], Awaitable[Response]]:
 
         async def refuse(status: int, reason: str) -> Response:
             log.warning(
-                "console control refused",
-                action=STOP_ACTION,
-                target=ref,
-                actor=actor,
-                reason=reason,
+                "console control refused", action=action, target=ref, actor=actor, reason=reason
             )
             await asyncio.to_thread(
-                audit.refused, engine, actor=actor, action=STOP_ACTION, target=ref, reason=reason
+                audit.refused, engine, actor=actor, action=action, target=ref, reason=reason
             )
             return PlainTextResponse(reason, status_code=status)
 
@@ -93,25 +102,17 @@ def stop_handler(console: Console) -> Callable[[Request], Awaitable[Response]]:
             return await refuse(404, UNKNOWN.format(ref=ref))
         if record.state not in ACTIVE_STATES:
             return await refuse(409, NOT_IN_FLIGHT.format(ref=ref, state=record.state))
+        message = build(record, form)
+        if isinstance(message, str):
+            return await refuse(400, message)
         nonce = form.get("nonce", "")
         if not nonce:
             return await refuse(400, NO_NONCE)
         entry = await asyncio.to_thread(
-            audit.claim,
-            engine,
-            actor=actor,
-            action=STOP_ACTION,
-            target=record.identifier,
-            nonce=nonce,
+            audit.claim, engine, actor=actor, action=action, target=record.identifier, nonce=nonce
         )
         if entry is None:
             return await refuse(409, REPLAYED)
-        message = {
-            "kind": "stop",
-            "issue_id": record.issue_id,
-            "issue_identifier": record.identifier,
-            "actor_name": STOPPED_BY,
-        }
         try:
             await asyncio.to_thread(
                 console.reader.send, record.workflow_id, message, CONTROL_TOPIC, f"console-{nonce}"
@@ -119,10 +120,47 @@ def stop_handler(console: Console) -> Callable[[Request], Awaitable[Response]]:
         except Exception as exc:
             reason = UNDELIVERED.format(error=type(exc).__name__)
             await asyncio.to_thread(audit.settle, engine, entry, "failed", reason)
-            log.error("console stop not delivered", target=ref, error=type(exc).__name__)
+            log.error(
+                "console control not delivered", action=action, target=ref, error=type(exc).__name__
+            )
             return PlainTextResponse(reason, status_code=503)
         await asyncio.to_thread(audit.settle, engine, entry, "done")
-        log.warning("console stop sent", target=record.identifier, actor=actor)
+        log.warning("console control sent", action=action, target=record.identifier, actor=actor)
         return RedirectResponse(f"{base_path(request)}/issue/{record.identifier}", status_code=303)
 
-    return stop
+    return handle
+
+
+def stop_message(record: IssueRecord, _form: dict[str, str]) -> dict[str, Any]:
+    """What Linear's stop signal becomes for the orchestration."""
+    return {
+        "kind": "stop",
+        "issue_id": record.issue_id,
+        "issue_identifier": record.identifier,
+        "actor_name": ACTOR_NAME,
+    }
+
+
+def answer_message(record: IssueRecord, form: dict[str, str]) -> dict[str, Any] | str:
+    """What a reply on Linear becomes: an answer to a pending question (a repository, a
+    budget's "continue") or a follow-up; the reason when the text is empty or too long."""
+    text = form.get("text", "").strip()
+    if not text:
+        return EMPTY_ANSWER
+    if len(text) > MAX_ANSWER:
+        return LONG_ANSWER
+    return {
+        "kind": "follow_up",
+        "issue_id": record.issue_id,
+        "issue_identifier": record.identifier,
+        "actor_name": ACTOR_NAME,
+        "text": text,
+    }
+
+
+def control_routes(console: Console) -> list[tuple[str, Callable[[Request], Awaitable[Response]]]]:
+    """``(path, handler)`` of every control."""
+    return [
+        ("/issue/{ref}/stop", control_handler(console, STOP_ACTION, stop_message)),
+        ("/issue/{ref}/answer", control_handler(console, ANSWER_ACTION, answer_message)),
+    ]

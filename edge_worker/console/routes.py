@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from edge_worker.console import access, queries
 from edge_worker.console.context import Console, base_path, render, role_of
-from edge_worker.console.controls import stop_handler
+from edge_worker.console.controls import control_routes
 from edge_worker.console.costs_view import costs_view
 from edge_worker.console.views import issue_line, issue_view, now_view
 from edge_worker.costs.cli import parse_day
@@ -330,7 +330,10 @@ def build_console(
             Route("/report", guarded(report_page)),
             Route("/report.md", guarded(report_markdown)),
             Route("/events", guarded(events)),
-            Route("/issue/{ref}/stop", guarded(stop_handler(console)), methods=["POST"]),
+            *(
+                Route(path, guarded(handler), methods=["POST"])
+                for path, handler in control_routes(console)
+            ),
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

@@ -7,7 +7,23 @@
   var live = document.querySelector("[data-live]");
   var status = document.getElementById("live-status");
   if (!live || !window.EventSource) { return; }
-  var busy = false, again = false;
+  var busy = false, again = false, deferred = false;
+
+  // Never replace a form someone is filling in: refresh once they leave it.
+  function editing() {
+    var active = document.activeElement;
+    if (active && live.contains(active) && /^(TEXTAREA|INPUT|SELECT)$/.test(active.tagName)) {
+      return true;
+    }
+    return Array.prototype.some.call(live.querySelectorAll("textarea"), function (t) {
+      return t.value.trim() !== "";
+    });
+  }
+  live.addEventListener("focusout", function () {
+    window.setTimeout(function () {
+      if (deferred && !editing()) { deferred = false; refresh(); }
+    }, 0);
+  });
 
   function fragmentUrl() {
     var url = new URL(window.location.href);
@@ -16,6 +32,7 @@
   }
 
   function refresh() {
+    if (editing()) { deferred = true; return; }
     if (busy) { again = true; return; }
     busy = true;
     fetch(fragmentUrl(), { credentials: "same-origin", cache: "no-store" })
