@@ -17,8 +17,10 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from edge_worker import cli
 from edge_worker.console import access, audit, controls, queries
 from edge_worker.console.changes import ChangeFeed
+from edge_worker.console.context import Console
 from edge_worker.console.dbos_reader import plan_from_steps
 from edge_worker.console.routes import build_console, console_routes
 from edge_worker.costs.cli import run_costs_command
@@ -28,8 +30,10 @@ from edge_worker.storage import work
 from tests.support.console import (
     TOKEN,
     VIEWER_TOKEN,
+    Spend,
     console_settings,
     open_engine,
+    record,
     seed,
     start_issue,
 )
@@ -401,3 +405,31 @@ def test_an_answer_needs_text_and_the_same_checks_as_a_stop(
 def queries_one(engine: sa.Engine, ref: str) -> Any:
     with engine.connect() as conn:
         return queries.one_issue(conn, ref)
+
+
+def test_the_change_id_moves_with_every_kind_of_write_and_only_then(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    console = Console(settings, lambda: engine, access.Tokens(TOKEN))
+    first = console.change_id()
+    assert console.change_id() == first
+    start_issue(engine, "i-new", "ENG-77", "planning")  # a new work item
+    second = console.change_id()
+    assert second != first
+    with engine.begin() as conn:  # a sub-task moves
+        work.track_subtask(conn, "i-eng-1", "cli", "issue-i-eng-1-wf-cli-1", "passed", "codegen")
+    third = console.change_id()
+    assert third != second
+    record(engine, Spend("i-eng-1", "ENG-1", "late-run", "codex", "gpt-5", "0.5"))
+    assert console.change_id() not in (first, second, third)
+
+
+def test_report_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGE_WORKER_STATE_DIR", str(tmp_path / "nothing-yet"))
+    assert cli.main(["report", "--day", "2026-01-02"]) == 0
+    assert capsys.readouterr().out.startswith("# Daily report for 2026-01-02")
+    assert not (tmp_path / "nothing-yet").exists()  # reading creates nothing
+    assert cli.main(["report", "--day", "someday"]) == 2
+    assert "--day must be a date" in capsys.readouterr().err

@@ -3,6 +3,7 @@ the tokens, the change feed, and the templates."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from starlette.requests import Request
 
 from edge_worker.console import audit, queries
 from edge_worker.console.access import Role, Tokens
-from edge_worker.console.changes import ChangeFeed
+from edge_worker.console.changes import ChangeFeed, short
 from edge_worker.console.dbos_reader import WorkflowReader
 from edge_worker.costs.ledger import Clock, Ledger, aware_now, utc_now, zone_for
 from edge_worker.settings import Settings
@@ -37,6 +38,7 @@ class Console:
 
     def __post_init__(self) -> None:
         self._probe: Any = None
+        self._token_lock = threading.Lock()
         self._audit_ready = False
         self._version: object = None
         self._last_token: str | None = None
@@ -58,6 +60,10 @@ class Console:
         connection (any process) commits to the file, and costs next to nothing, so an
         idle console does not scan tables several times a second.
         """
+        with self._token_lock:  # the poller and page renders share the probe connection
+            return self._read_token()
+
+    def _read_token(self) -> str:
         engine = self.db()
         if engine.dialect.name == "sqlite":
             if self._probe is None:
@@ -73,6 +79,10 @@ class Console:
         with engine.connect() as conn:
             self._last_token = queries.change_token(conn)
         return self._last_token
+
+    def change_id(self) -> str:
+        """The current change's id, as the event stream names it (call from a thread)."""
+        return short(self._token())
 
     def history_choices(self, conn: sa.Connection) -> tuple[list[str], list[str]]:
         """The History filters' teams and executors, read at most once a minute."""

@@ -65,6 +65,7 @@ def _page(request: Request, page: str, live: str, title: str, **context: Any) ->
         "csrf": console.tokens.csrf() if role == "operator" else None,
         "nonce": uuid.uuid4().hex,
     }
+    context.setdefault("change_id", "")
     body = render(live, **context)
     if request.query_params.get("fragment") != "1":
         body = render("base.html", title=title, live_html=body, nav=page, **context)
@@ -126,6 +127,7 @@ def build_console(
 
     async def now_page(request: Request) -> Response:
         def read() -> dict[str, Any]:
+            change = console.change_id()  # before the data: never newer than it
             with console.db().connect() as conn:
                 records = queries.in_flight(conn)
             today = console.today()
@@ -139,7 +141,11 @@ def build_console(
                 issue_limit=console.issue_limit,
                 now=console.now(),
             )
-            return {"view": view, "audit": console.audit(limit=AUDIT_ON_NOW)}
+            return {
+                "view": view,
+                "audit": console.audit(limit=AUDIT_ON_NOW),
+                "change_id": change,
+            }
 
         context = await asyncio.to_thread(read)
         return _page(request, "now", "now_live.html", "Now", **context)
@@ -148,6 +154,7 @@ def build_console(
         ref = request.path_params["ref"]
 
         def read() -> dict[str, Any] | None:
+            change = console.change_id()  # before the data: never newer than it
             with console.db().connect() as conn:
                 record = queries.one_issue(conn, ref)
                 if record is None:
@@ -170,6 +177,7 @@ def build_console(
                 "view": view,
                 "total": rows_total(rows).format(),
                 "audit": console.audit(target=record.identifier),
+                "change_id": change,
             }
 
         context = await asyncio.to_thread(read)
@@ -206,6 +214,7 @@ def build_console(
         }
 
         def read() -> dict[str, Any]:
+            change = console.change_id()  # before the data: never newer than it
             with console.db().connect() as conn:
                 records = queries.finished(
                     conn,
@@ -227,6 +236,7 @@ def build_console(
                     k: (v.isoformat() if isinstance(v, date) else v) for k, v in filters.items()
                 },
                 "limit": HISTORY_LIMIT,
+                "change_id": change,
             }
 
         context = await asyncio.to_thread(read)
@@ -238,6 +248,7 @@ def build_console(
             return PlainTextResponse(BAD_DAY_TEXT, status_code=400)
 
         def read() -> dict[str, Any]:
+            change = console.change_id()  # before the data: never newer than it
             ledger = console.ledger()
             days = [day - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
             with console.db().connect() as conn:
@@ -250,7 +261,7 @@ def build_console(
                 totals,
                 lambda d: "?" + urlencode({"day": d.isoformat()}),
             )
-            return {"view": view}
+            return {"view": view, "change_id": change}
 
         context = await asyncio.to_thread(read)
         return _page(request, "costs", "costs_live.html", "Costs", **context)

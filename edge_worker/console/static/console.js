@@ -51,10 +51,15 @@
       });
   }
 
+  // The first event names the current change: the page was rendered from that change
+  // unless something happened between the render and the stream's opening.
   var first = true;
   var source = new EventSource("/console/events");
-  source.addEventListener("change", function () {
-    if (first) { first = false; return; } // the page was rendered from this state
+  source.addEventListener("change", function (event) {
+    if (first) {
+      first = false;
+      if (event.lastEventId === live.dataset.change) { return; }
+    }
     refresh();
   });
   source.onopen = function () { if (status) { status.className = "live-status on"; } };
