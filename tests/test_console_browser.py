@@ -76,9 +76,10 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
 def shoot(driver: WebDriver, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    bottom = "const r = document.querySelector('main').getBoundingClientRect(); return r.bottom;"
     for _ in range(2):  # the page's height settles once the window is that tall
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1280, max(800, min(int(height) + 140, 4000)))
+        height = driver.execute_script(bottom)
+        driver.set_window_size(1280, max(700, min(int(height) + 160, 4000)))
     driver.save_screenshot(str(path))
     return path
 
@@ -182,6 +183,7 @@ def test_console_follows_a_demo_run_live_in_chromium(
 
         browser.get(f"{base}/console/")
         wait_until(lambda: "Nothing in flight." in text_of(browser, "#live"), 15)
+        assert "Linear requests left" in text_of(browser, "#linear-limit")  # the stand-in's
         shoot(browser, "now-after-run")
 
         expected = costs_json(e2e)

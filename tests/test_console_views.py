@@ -16,12 +16,14 @@ from edge_worker.console.views import (
     WAIT_ISSUE_BUDGET,
     WAIT_PLANNER,
     budget,
+    linear_limit,
     run_line,
     waiting_on,
 )
 from edge_worker.costs.ledger import LedgerRow
 from edge_worker.costs.money import Total
 from edge_worker.executors.base import Usage
+from edge_worker.linear.limits import RateLimitSnapshot
 from edge_worker.reporting.daily_report import (
     NOTHING,
     DayFacts,
@@ -235,3 +237,22 @@ def test_evidence_is_the_latest_verification_of_a_run() -> None:
         ("check 1", None, False),
     ]
     assert evidence_from_steps(steps[:1]) == ((), 0)
+
+
+def test_linear_rate_limit_is_shown_and_blocks_only_when_used_up() -> None:
+    reset = NOW.timestamp() + 600
+    assert linear_limit(None, NOW).limited_until is None
+    fine = linear_limit(RateLimitSnapshot(5000, 4321, reset), NOW)
+    assert fine.limited_until is None
+    assert fine.text == "4,321 of 5,000 Linear requests left, renewed at 12:10 UTC"
+    spent = linear_limit(
+        RateLimitSnapshot(5000, 10, reset, complexity_remaining=0, complexity_reset_at=reset),
+        NOW,
+    )
+    assert spent.limited_until == "12:10"
+    past = linear_limit(RateLimitSnapshot(5000, 0, NOW.timestamp() - 1), NOW)
+    assert past.limited_until is None  # the window has renewed since
+    waiting = waiting_on(
+        record("working"), queued=1, issue_limit=None, day_over=False, linear_until="12:10"
+    )
+    assert waiting == "Linear's rate limit (until 12:10 UTC)"

@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 
+from edge_worker import services
 from edge_worker.console import audit, queries
 from edge_worker.console.access import Role, Tokens
 from edge_worker.console.changes import ChangeFeed, short
 from edge_worker.console.dbos_reader import WorkflowReader
 from edge_worker.costs.ledger import Clock, Ledger, aware_now, utc_now, zone_for
+from edge_worker.linear.limits import RateLimitSnapshot
 from edge_worker.settings import Settings
 
 CHOICES_SECONDS = 60.0
@@ -79,6 +81,15 @@ class Console:
         with engine.connect() as conn:
             self._last_token = queries.change_token(conn)
         return self._last_token
+
+    def linear_snapshot(self) -> RateLimitSnapshot | None:
+        """What Linear last said about the daemon's rate limit (``None`` outside a daemon)."""
+        try:
+            adapters = services.current().extra.get("adapters")
+        except RuntimeError:
+            return None
+        snapshot = getattr(getattr(adapters, "linear", None), "rate_limit", None)
+        return snapshot if isinstance(snapshot, RateLimitSnapshot) else None
 
     def change_id(self) -> str:
         """The current change's id, as the event stream names it (call from a thread)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from starlette.requests import Request
@@ -55,12 +55,13 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _same_origin(request: Request) -> bool:
-    """False when the browser says the form came from another origin (no header: a
-    script, which the CSRF value already vouches for)."""
+    """False when the browser says the form came from another site (no header: a script,
+    which the CSRF value already vouches for). Only the host is compared: behind a
+    TLS-terminating proxy the page is ``https`` while the daemon is asked over ``http``."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 MessageBuilder = Callable[[IssueRecord, dict[str, str]], "dict[str, Any] | str"]

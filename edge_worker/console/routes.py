@@ -140,6 +140,7 @@ def build_console(
                 day_limit=console.day_limit,
                 issue_limit=console.issue_limit,
                 now=console.now(),
+                linear=console.linear_snapshot(),
             )
             return {
                 "view": view,

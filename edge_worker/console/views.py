@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +23,7 @@ from edge_worker.console.records import (
 )
 from edge_worker.console.svg import GraphNode, plan_graph
 from edge_worker.costs.money import Total, format_usd
+from edge_worker.linear.limits import RateLimitSnapshot
 from edge_worker.status import format_age
 
 WAIT_PLANNER = "the planner"
@@ -32,6 +33,9 @@ WAIT_EXECUTOR = "executor: {names}"
 WAIT_ISSUE_BUDGET = 'the issue budget (reply "continue" on Linear to raise it once)'
 WAIT_DAY_BUDGET = "the day's budget"
 WAIT_SCHEDULER = "the scheduler"
+WAIT_LINEAR = "Linear's rate limit (until {until} UTC)"
+LINEAR_HEADROOM = "{remaining:,} of {limit:,} Linear requests left, renewed at {reset} UTC"
+LINEAR_UNKNOWN = "Linear has not reported its rate limit yet (no request since start)."
 NOT_RUN = "not_run"
 """The state shown for a sub-task of a finished issue that never started."""
 
@@ -62,12 +66,45 @@ def budget(total: Total, limit: Decimal | None) -> Budget:
     )
 
 
+@dataclass(frozen=True)
+class LinearLimit:
+    """Linear's rate limit as the daemon last saw it."""
+
+    text: str
+    limited_until: str | None
+    """``HH:MM`` when the requests or the complexity budget are used up, else ``None``."""
+
+
+def linear_limit(snapshot: RateLimitSnapshot | None, now: datetime) -> LinearLimit:
+    """Linear's headroom from the last response's ``X-RateLimit-*`` headers."""
+    if snapshot is None or snapshot.requests_remaining is None:
+        return LinearLimit(LINEAR_UNKNOWN, None)
+
+    def clock(epoch: float | None) -> str:
+        return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%H:%M")
+
+    until = None
+    for remaining, reset in (
+        (snapshot.requests_remaining, snapshot.requests_reset_at),
+        (snapshot.complexity_remaining, snapshot.complexity_reset_at),
+    ):
+        if remaining is not None and remaining <= 0 and reset and reset > now.timestamp():
+            until = clock(reset)
+    text = LINEAR_HEADROOM.format(
+        remaining=snapshot.requests_remaining,
+        limit=snapshot.requests_limit or 0,
+        reset=clock(snapshot.requests_reset_at),
+    )
+    return LinearLimit(text, until)
+
+
 def waiting_on(
     record: IssueRecord,
     *,
     queued: int,
     issue_limit: Decimal | None,
     day_over: bool,
+    linear_until: str | None = None,
 ) -> str:
     """What the issue waits on now, in words an operator acts on."""
     if record.state in ("starting", "planning"):
@@ -76,6 +113,8 @@ def waiting_on(
         return WAIT_HUMAN
     if record.running_on:
         return WAIT_EXECUTOR.format(names=", ".join(record.running_on))
+    if linear_until is not None:
+        return WAIT_LINEAR.format(until=linear_until)
     if queued:
         return WAIT_QUEUE.format(count=queued)
     if day_over:
@@ -113,6 +152,7 @@ def issue_line(
     issue_limit: Decimal | None,
     queued: int = 0,
     day_over: bool = False,
+    linear_until: str | None = None,
 ) -> IssueLine:
     """The table line of ``record`` at ``now``."""
     end = record.finished_at or now
@@ -126,7 +166,13 @@ def issue_line(
         spend=budget(record.spend, issue_limit),
         age=format_age(max(0.0, (end - record.started_at).total_seconds())),
         waiting_on=(
-            waiting_on(record, queued=queued, issue_limit=issue_limit, day_over=day_over)
+            waiting_on(
+                record,
+                queued=queued,
+                issue_limit=issue_limit,
+                day_over=day_over,
+                linear_until=linear_until,
+            )
             if record.finished_at is None
             else "-"
         ),
@@ -143,6 +189,7 @@ class NowView:
     queues: list[QueueRecord]
     today: str
     day: Budget
+    linear: LinearLimit
 
 
 def now_view(
@@ -155,9 +202,12 @@ def now_view(
     day_limit: Decimal | None,
     issue_limit: Decimal | None,
     now: datetime,
+    linear: RateLimitSnapshot | None = None,
 ) -> NowView:
-    """The Now page from the issues in flight, the queues and today's spend."""
+    """The Now page from the issues in flight, the queues, today's spend and Linear's
+    rate limit."""
     day = budget(today_total, day_limit)
+    limit = linear_limit(linear, now)
     lines = [
         issue_line(
             record,
@@ -165,10 +215,11 @@ def now_view(
             issue_limit=issue_limit,
             queued=sum(1 for w in queued_run_ids if w.startswith(record.workflow_id + "-")),
             day_over=day.over,
+            linear_until=limit.limited_until,
         )
         for record in records
     ]
-    return NowView(issues=lines, queues=list(queues), today=today, day=day)
+    return NowView(issues=lines, queues=list(queues), today=today, day=day, linear=limit)
 
 
 @dataclass(frozen=True)
