@@ -137,7 +137,8 @@ def test_console_follows_a_demo_run_live_in_chromium(
     world: SandboxWorld, tmp_path: Path, browser: WebDriver
 ) -> None:
     issue_id = world.new_issue()
-    with running(world, tmp_path / "state", EDGE_WORKER_CONSOLE__TOKEN=TOKEN) as e2e:
+    budgets = {"EDGE_WORKER_BUDGET__PER_DAY_USD": "4", "EDGE_WORKER_BUDGET__PER_ISSUE_USD": "3"}
+    with running(world, tmp_path / "state", EDGE_WORKER_CONSOLE__TOKEN=TOKEN, **budgets) as e2e:
         base = e2e.daemon.url
         sign_in(browser, base)
         wait_until(lambda: "live-status on" in (attr(browser, "#live-status", "class") or ""), 15)
@@ -152,6 +153,9 @@ def test_console_follows_a_demo_run_live_in_chromium(
         wait_until(lambda: int(attr(browser, f"{row} td[data-done]", "data-done") or 0) >= 1, 60)
         assert browser.execute_script("return window.__sameDocument === true")
         assert "claude-code" in text_of(browser, row)  # the executor mix
+        assert " of $3.00" in text_of(browser, row)  # spend against the issue budget
+        assert "of $4.00 spent today" in text_of(browser, "#day-budget")
+        assert attr(browser, "#day-budget .bar-fill", "style")
         shoot(browser, "now-during-run")
 
         browser.get(f"{base}/console/issue/{identifier}")
