@@ -434,3 +434,17 @@ def test_report_command_line(
     assert not (tmp_path / "nothing-yet").exists()  # reading creates nothing
     assert cli.main(["report", "--day", "someday"]) == 2
     assert "--day must be a date" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_short_console_token_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGE_WORKER_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("EDGE_WORKER_LINEAR__WEBHOOK_SECRET", "secret")
+    monkeypatch.setenv("EDGE_WORKER_LINEAR__API_KEY", "lin_api_x")
+    monkeypatch.setenv("EDGE_WORKER_LINEAR__AGENT_USER_ID", "agent")
+    monkeypatch.setenv("EDGE_WORKER_ANTHROPIC__API_KEY", "sk-ant-x")
+    monkeypatch.setenv(access.TOKEN_ENV, "too-short")
+    assert cli.main(["serve", "--port", "9"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "at least 16 characters" in err and "too-short" not in err

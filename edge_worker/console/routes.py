@@ -1,11 +1,13 @@
 """The console's starlette application, mounted by the daemon under ``/console``.
 
 Contract: :func:`build_console` returns an ASGI app serving the pages (Now, Issue,
-History, Costs, Daily report), the live-update stream (``/events``, server-sent events)
-and the shipped static files. Every page and the stream need the console token (see
-:mod:`access`); a refusal answers 401 with the login form and is logged without the
-secret. A page asked with ``?fragment=1`` answers only its live part, which the shipped
-script fetches when the stream says the database changed.
+History, Costs, Daily report and its markdown), the live-update stream (``/events``,
+server-sent events), the controls (``POST /issue/{ref}/stop`` and ``/answer``, see
+:mod:`controls`) and the shipped static files. Every page, the stream and the controls
+need a console token (see :mod:`access`); a refusal answers 401 with the login form and is
+logged without the secret. A page asked with ``?fragment=1`` answers only its live part,
+which the shipped script fetches when the stream says the database changed.
+:func:`console_routes` is what the daemon mounts: nothing when no token is configured.
 """
 
 from __future__ import annotations
