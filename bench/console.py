@@ -35,6 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_worker.console.access import Tokens  # noqa: E402
 from edge_worker.console.routes import build_console  # noqa: E402
 from edge_worker.costs.ledger import COST_ENTRIES  # noqa: E402
 from edge_worker.sandbox.daemon import free_port  # noqa: E402
@@ -110,7 +111,7 @@ def fill(settings: Settings, finished: int, in_flight: int) -> None:
 
 async def render_times(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
     engine = create_engine_for(settings.resolved_database_url)
-    app = build_console(settings, lambda: engine, TOKEN)
+    app = build_console(settings, lambda: engine, Tokens(TOKEN))
     results: dict[str, dict[str, float]] = {}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -143,7 +144,9 @@ def serve(state_dir: str, port: int) -> None:
 
     settings = settings_for(Path(state_dir))
     engine = create_engine_for(settings.resolved_database_url)
-    app = Starlette(routes=[Mount("/console", app=build_console(settings, lambda: engine, TOKEN))])
+    app = Starlette(
+        routes=[Mount("/console", app=build_console(settings, lambda: engine, Tokens(TOKEN)))]
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
