@@ -32,19 +32,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_worker.app import build_app
-    from edge_worker.console.access import ConsoleConfigError
+    from edge_worker.console.access import ConsoleConfigError, load_tokens
     from edge_worker.logging import configure_logging
     from edge_worker.server import DrainingServer
 
     settings = _settings_or_exit(for_serve=True)
-    configure_logging(settings.log_format, settings.log_level)
     try:
-        app = build_app(settings)
+        load_tokens()  # the console's tokens, checked before anything starts
     except ConsoleConfigError as exc:
         print(f"edge-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
     config = uvicorn.Config(
-        app,
+        build_app(settings),
         host=args.host,
         port=args.port,
         log_config=None,

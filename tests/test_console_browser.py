@@ -207,14 +207,24 @@ def test_console_follows_a_demo_run_live_in_chromium(
         shoot(browser, "daily-report")
 
         # stop a second issue from its page: its agents hang, so it stays in flight
+        # (and one sub-task fails at once, for the page to run it again)
         for key in keys:
             world.tasks[key] = {"runs": [{"behaviour": "hang"}]}
+        world.tasks["add-function"] = {"runs": [{"text": "I could not do it.", "cost_usd": 0.03}]}
         world.scenario_path()
         second = world.new_issue()
         e2e.assign(second)
         wait_until(lambda: e2e.work_state(second) == "working", 30)
         other = world.linear.store.find_issue(second).identifier
         browser.get(f"{base}/console/issue/{other}")
+        retry = '.retry-form[data-key="add-function"]'
+        wait_until(lambda: attr(browser, retry, "data-key"), 60)
+        calls = len(e2e.agent_calls(other, "add-function"))
+        shoot(browser, "issue-before-retry")
+        browser.execute_script("document.querySelector(arguments[0]).submit();", retry)
+        wait_until(lambda: len(e2e.agent_calls(other, "add-function")) > calls, 30)
+        runs_of_add = "#task-add-function tr[data-run]"
+        wait_until(lambda: len(attrs(browser, runs_of_add, "data-run")) == 2, 30)
         wait_until(lambda: attr(browser, "#stop-form button", "class"), 15)
         shoot(browser, "issue-before-stop")
         # a follow-up from the page reaches the orchestration as a reply on Linear would
@@ -237,6 +247,7 @@ def test_console_follows_a_demo_run_live_in_chromium(
         assert "operator@127.0.0.1" in text_of(browser, "#audit")
         assert sorted(texts(browser, '#audit tr[data-outcome="done"] td:nth-child(3)')) == [
             "answer",
+            "retry",
             "stop",
         ]
         wait_until(lambda: "stopped" in text_of(browser, "h1"), 15)

@@ -24,6 +24,7 @@ from edge_worker.console.context import Console
 from edge_worker.console.dbos_reader import plan_from_steps
 from edge_worker.console.routes import build_console, console_routes
 from edge_worker.costs.cli import run_costs_command
+from edge_worker.orchestration.follow_ups import Named, named_subtasks
 from edge_worker.reporting.daily_report_data import run_report_command
 from edge_worker.settings import Settings
 from edge_worker.storage import work
@@ -307,7 +308,8 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 def stop_form(client: TestClient, ref: str) -> dict[str, str]:
     """The stop form's hidden fields, as the Issue page renders them for an operator."""
     html = client.get(f"/issue/{ref}", headers=AUTH).text
-    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', html))
+    form = html.split('id="stop-form"')[1].split("</form>")[0]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form))
     assert set(fields) == {"csrf", "nonce"}, html
     return fields
 
@@ -448,3 +450,26 @@ def test_serve_refuses_a_short_console_token_with_a_clear_error(
     assert cli.main(["serve", "--port", "9"]) == cli.EXIT_CONFIG
     err = capsys.readouterr().err
     assert "at least 16 characters" in err and "too-short" not in err
+
+
+def test_retry_names_the_sub_task_the_way_a_reply_on_linear_does(engine: sa.Engine) -> None:
+    issue = queries_one(engine, "ENG-1")
+    message = controls.retry_message(issue, {"key": "cli"})
+    assert isinstance(message, dict) and message["kind"] == "follow_up"
+    names = [Named("cli", "ENG-9"), Named("docs", None)]
+    assert named_subtasks(message["text"], names) == ["cli"]
+    for bad in ("", "x`y", "a b", "-lead"):
+        assert controls.retry_message(issue, {"key": bad}) == controls.NO_KEY
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_retry_without_a_key_is_refused(client: TestClient, engine: sa.Engine) -> None:
+    fields = stop_form(client, "ENG-1")
+    answer = client.post(
+        "/issue/ENG-1/retry",
+        content=f"csrf={fields['csrf']}&nonce=n-1",
+        headers=FORM | AUTH,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 400 and answer.text == controls.NO_KEY
+    assert audit_rows(engine)[0][1:3] == ("ENG-1", "refused")

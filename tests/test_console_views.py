@@ -102,6 +102,8 @@ def test_waiting_on_names_what_blocks_the_issue() -> None:
     assert wait(record("planning")) == WAIT_PLANNER
     assert wait(record("waiting")) == WAIT_HUMAN
     assert wait(record("working", running_on=("codegen", "codex"))) == "executor: codegen, codex"
+    both = record("working", running_on=("codex", "codegen", "codex"))
+    assert wait(both) == "executor: codegen, codex (2 runs)"
     assert "2 run(s) queued" in wait(record("working"), queued=2)
     assert wait(record("working"), day_over=True) == WAIT_DAY_BUDGET
     spent = record("working", spend=Total(micros=5_000_000, priced=1))

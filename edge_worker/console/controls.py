@@ -12,12 +12,14 @@ Each control sends the running orchestration the message the matching Linear eve
 becomes (on the control topic, through DBOS with the nonce as its idempotency key):
 *stop* is Linear's stop signal, so the issue ends the way a stop from Linear ends it;
 *answer* is a reply on the issue, so it answers what the issue waits for (a repository, a
-budget's "continue", which raises the issue's budget once) or is taken as a follow-up.
+budget's "continue", which raises the issue's budget once) or is taken as a follow-up;
+*retry* is a reply naming a finished sub-task, which runs it again (in its session).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -36,6 +38,10 @@ log = structlog.get_logger(__name__)
 
 STOP_ACTION = "stop"
 ANSWER_ACTION = "answer"
+RETRY_ACTION = "retry"
+RETRY_TEXT = "Please run `{key}` again (asked from the operator console)."
+NO_KEY = "Name the sub-task to run again."
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ACTOR_NAME = "an operator (console)"
 MAX_ANSWER = 4000
 EMPTY_ANSWER = "The answer is empty: write the reply the issue waits for."
@@ -159,9 +165,25 @@ def answer_message(record: IssueRecord, form: dict[str, str]) -> dict[str, Any] 
     }
 
 
+def retry_message(record: IssueRecord, form: dict[str, str]) -> dict[str, Any] | str:
+    """A follow-up naming the sub-task (its key in backticks), which is how a reply on
+    Linear asks for a finished sub-task to run again; the reason when no key is given."""
+    key = form.get("key", "").strip()
+    if not KEY_PATTERN.fullmatch(key):
+        return NO_KEY
+    return {
+        "kind": "follow_up",
+        "issue_id": record.issue_id,
+        "issue_identifier": record.identifier,
+        "actor_name": ACTOR_NAME,
+        "text": RETRY_TEXT.format(key=key),
+    }
+
+
 def control_routes(console: Console) -> list[tuple[str, Callable[[Request], Awaitable[Response]]]]:
     """``(path, handler)`` of every control."""
     return [
         ("/issue/{ref}/stop", control_handler(console, STOP_ACTION, stop_message)),
         ("/issue/{ref}/answer", control_handler(console, ANSWER_ACTION, answer_message)),
+        ("/issue/{ref}/retry", control_handler(console, RETRY_ACTION, retry_message)),
     ]

@@ -8,6 +8,7 @@ plain data the templates print as is: money already formatted by
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,7 +113,9 @@ def waiting_on(
     if record.state == "waiting":
         return WAIT_HUMAN
     if record.running_on:
-        return WAIT_EXECUTOR.format(names=", ".join(record.running_on))
+        counts = Counter(record.running_on)
+        names = ", ".join(f"{n} ({c} runs)" if c > 1 else n for n, c in sorted(counts.items()))
+        return WAIT_EXECUTOR.format(names=names)
     if linear_until is not None:
         return WAIT_LINEAR.format(until=linear_until)
     if queued:
