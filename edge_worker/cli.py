@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings_or_exit(for_serve=True)
     try:
-        load_tokens()  # the console's tokens, checked before anything starts
+        load_tokens(settings.console)  # the console's tokens, checked before anything starts
     except ConsoleConfigError as exc:
         print(f"edge-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG

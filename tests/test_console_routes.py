@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from edge_worker import cli
@@ -26,7 +27,7 @@ from edge_worker.console.routes import build_console, console_routes
 from edge_worker.costs.cli import run_costs_command
 from edge_worker.orchestration.follow_ups import Named, named_subtasks
 from edge_worker.reporting.daily_report_data import run_report_command
-from edge_worker.settings import Settings
+from edge_worker.settings import ConsoleSettings, Settings, load_settings
 from edge_worker.storage import work
 from tests.support.console import (
     TOKEN,
@@ -78,27 +79,34 @@ def cells(html: str, row_attr: str) -> list[str]:
     return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c)).strip() for c in raw]
 
 
-def test_the_console_is_off_without_a_token(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in (access.TOKEN_ENV, access.TOKEN_FILE_ENV, access.VIEWER_TOKEN_ENV):
-        monkeypatch.delenv(name, raising=False)
+def test_the_console_is_off_without_a_token(settings: Settings) -> None:
+    assert settings.console.token is None
     assert console_routes(settings, lambda: None) == []
-    monkeypatch.setenv(access.TOKEN_ENV, "short")
+    short = settings.model_copy(update={"console": ConsoleSettings(token=SecretStr("short"))})
     with pytest.raises(access.ConsoleConfigError, match="at least 16"):
-        console_routes(settings, lambda: None)
+        console_routes(short, lambda: None)
 
 
 def test_tokens_are_read_from_files_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
-    assert access.load_tokens({access.TOKEN_FILE_ENV: str(path)}) == access.Tokens(TOKEN)
+    from_file = ConsoleSettings(token=SecretStr("ignored-when-a-file-is-set"), token_file=path)
+    assert access.load_tokens(from_file) == access.Tokens(TOKEN)
     with pytest.raises(access.ConsoleConfigError, match="cannot read"):
-        access.load_tokens({access.TOKEN_FILE_ENV: str(tmp_path / "missing")})
+        access.load_tokens(ConsoleSettings(token_file=tmp_path / "missing"))
     with pytest.raises(access.ConsoleConfigError, match="needs"):
-        access.load_tokens({access.VIEWER_TOKEN_ENV: VIEWER_TOKEN})
+        access.load_tokens(ConsoleSettings(viewer_token=SecretStr(VIEWER_TOKEN)))
     with pytest.raises(access.ConsoleConfigError, match="differ"):
-        access.load_tokens({access.TOKEN_ENV: TOKEN, access.VIEWER_TOKEN_ENV: TOKEN})
+        access.load_tokens(ConsoleSettings(token=SecretStr(TOKEN), viewer_token=SecretStr(TOKEN)))
+
+
+def test_tokens_come_from_the_environment_like_every_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(access.TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(access.VIEWER_TOKEN_ENV, VIEWER_TOKEN)
+    tokens = access.load_tokens(load_settings().console)
+    assert tokens == access.Tokens(TOKEN, VIEWER_TOKEN)
 
 
 def test_roles_come_from_the_token_and_cookies_carry_no_token() -> None:

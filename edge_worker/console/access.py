@@ -1,10 +1,11 @@
 """Who may see the console and who may act from it (sans-I/O apart from reading files).
 
 Contract:
-- The console is off unless an operator token is configured: ``EDGE_WORKER_CONSOLE__TOKEN``
-  or ``EDGE_WORKER_CONSOLE__TOKEN_FILE`` (a file holding it). An optional read-only token,
-  ``EDGE_WORKER_CONSOLE__VIEWER_TOKEN`` (or ``..._VIEWER_TOKEN_FILE``), lets people see
-  every page but use no control. Tokens are at least :data:`MIN_TOKEN_LENGTH` characters.
+- The console is off unless an operator token is configured (``settings.console``):
+  ``EDGE_WORKER_CONSOLE__TOKEN`` or ``EDGE_WORKER_CONSOLE__TOKEN_FILE`` (a file holding
+  it, which wins). An optional read-only token, ``EDGE_WORKER_CONSOLE__VIEWER_TOKEN`` (or
+  ``..._VIEWER_TOKEN_FILE``), lets people see every page but use no control. Tokens are
+  at least :data:`MIN_TOKEN_LENGTH` characters.
 - A request is let in with ``Authorization: Bearer <token>`` or the session cookie the
   login form sets: ``<role>.<HMAC of a fixed label under that role's token>``, so the
   cookie never contains a token and changing a token ends its sessions. A token in the
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from pydantic import SecretStr
+
+from edge_worker.settings import ConsoleSettings
 
 Role = Literal["operator", "viewer"]
 
@@ -39,12 +42,11 @@ class ConsoleConfigError(ValueError):
     """A console token is configured but unusable."""
 
 
-def _read(env: Mapping[str, str], name: str, file_name: str) -> str | None:
-    token = env.get(name)
-    path = env.get(file_name)
-    if not token and path:
+def _read(secret: SecretStr | None, path: Path | None, name: str, file_name: str) -> str | None:
+    token = secret.get_secret_value() if secret is not None else None
+    if path is not None:
         try:
-            token = Path(path).read_text().strip()
+            token = path.read_text().strip()
         except OSError as exc:
             raise ConsoleConfigError(f"{file_name}: cannot read {path} ({exc.strerror})") from None
     if not token:
@@ -119,15 +121,16 @@ class Tokens:
         return bool(value) and _same(str(value), self.csrf())
 
 
-def load_tokens(environ: Mapping[str, str] | None = None) -> Tokens | None:
+def load_tokens(settings: ConsoleSettings) -> Tokens | None:
     """The configured tokens, or ``None`` when the console is off.
 
     Raises :class:`ConsoleConfigError` for an unreadable token file, a short token, a
     viewer token without an operator token, or the same token for both roles.
     """
-    env = os.environ if environ is None else environ
-    operator = _read(env, TOKEN_ENV, TOKEN_FILE_ENV)
-    viewer = _read(env, VIEWER_TOKEN_ENV, VIEWER_TOKEN_FILE_ENV)
+    operator = _read(settings.token, settings.token_file, TOKEN_ENV, TOKEN_FILE_ENV)
+    viewer = _read(
+        settings.viewer_token, settings.viewer_token_file, VIEWER_TOKEN_ENV, VIEWER_TOKEN_FILE_ENV
+    )
     if operator is None:
         if viewer is not None:
             raise ConsoleConfigError(f"{VIEWER_TOKEN_ENV} needs {TOKEN_ENV} as well")

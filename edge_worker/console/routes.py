@@ -359,7 +359,7 @@ def build_console(
 
 def console_routes(settings: Settings, engine: Callable[[], sa.Engine | None]) -> list[Mount]:
     """``[Mount("/console", ...)]`` when a console token is configured, else ``[]``."""
-    tokens = access.load_tokens()
+    tokens = access.load_tokens(settings.console)
     if tokens is None:
         return []
     return [Mount("/console", app=build_console(settings, engine, tokens))]
