@@ -36,7 +36,6 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._listeners = 0
         self._task: asyncio.Task[None] | None = None
-        self.polls = 0
 
     @property
     def listeners(self) -> int:
@@ -56,7 +55,6 @@ class ChangeFeed:
             except Exception as exc:  # a database hiccup: try again next round
                 log.warning("console change feed could not read", error=type(exc).__name__)
             else:
-                self.polls += 1
                 if token != self._current:
                     self._current = token
                     changed, self._changed = self._changed, asyncio.Event()
