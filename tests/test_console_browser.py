@@ -252,3 +252,20 @@ def test_console_follows_a_demo_run_live_in_chromium(
         ]
         wait_until(lambda: "stopped" in text_of(browser, "h1"), 15)
         shoot(browser, "issue-stopped")
+
+        # the daemon restarts under an open page: the stream reconnects by itself and the
+        # page still follows the database
+        browser.get(f"{base}/console/history")
+        wait_until(lambda: "live-status on" in (attr(browser, "#live-status", "class") or ""), 15)
+        browser.execute_script("window.__sameDocument = true;")
+        e2e.restart()
+        for key in keys:
+            world.tasks[key] = solved_runs(key)
+        world.scenario_path()
+        third = world.new_issue()
+        e2e.assign(third)
+        assert e2e.wait_end(third) == "done", e2e.log()[-3000:]
+        last = world.linear.store.find_issue(third).identifier
+        wait_until(lambda: attr(browser, f'#history tr[data-issue="{last}"]', "data-state"), 30)
+        assert browser.execute_script("return window.__sameDocument === true")
+        shoot(browser, "history-after-restart")
