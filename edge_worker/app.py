@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_worker import runtime, services
+from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
@@ -192,6 +193,7 @@ def build_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/recover", recover, methods=["POST"]),
+            *console_routes(settings, lambda: state.engine),
         ],
         lifespan=lifespan,
     )

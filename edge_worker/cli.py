@@ -1,4 +1,4 @@
-"""The ``edge-worker`` command: serve, check, demo, status, costs, recover.
+"""The ``edge-worker`` command: serve, check, demo, status, costs, report, recover.
 
 Each sub-command is a thin shell over a function that does the work, so tests drive the
 same code a user runs. Exit codes: 0 success, 2 configuration error, 1 anything else.
@@ -53,11 +53,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_worker.app import build_app
+    from edge_worker.console.access import ConsoleConfigError, load_tokens
     from edge_worker.logging import configure_logging
     from edge_worker.server import DrainingServer
 
     settings = _settings_or_exit(for_serve=True)
     _writable_state_dir_or_exit(settings)
+    try:
+        load_tokens(settings.console)  # the console's tokens, checked before anything starts
+    except ConsoleConfigError as exc:
+        print(f"edge-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
     config = uvicorn.Config(
         build_app(settings),
@@ -106,6 +112,13 @@ def cmd_costs(args: argparse.Namespace) -> int:
     return run_costs_command(
         settings, day=args.day, issue=args.issue, as_json=args.json, out=sys.stdout
     )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print the daily report of a day as markdown."""
+    from edge_worker.reporting.daily_report_data import run_report_command
+
+    return run_report_command(_settings_or_exit(), day=args.day, out=sys.stdout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -164,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     costs.add_argument("--issue", help="an issue id or identifier (e.g. ENG-12)")
     costs.add_argument("--json", action="store_true", help="print JSON for scripts")
     costs.set_defaults(func=cmd_costs)
+
+    report = sub.add_parser("report", help="the daily report of a day, as markdown")
+    report.add_argument("--day", help="YYYY-MM-DD, today or yesterday (default: yesterday)")
+    report.set_defaults(func=cmd_report)
 
     status = sub.add_parser("status", help="issues in progress and recently finished")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -146,6 +146,19 @@ class BudgetSettings(BaseModel):
         return value
 
 
+class ConsoleSettings(BaseModel):
+    """The operator console under ``/console``: off unless an operator token is set.
+
+    Each token is given directly or as a file holding it (the file wins when both are
+    set); the viewer token is optional and grants read-only access.
+    """
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    viewer_token: SecretStr | None = None
+    viewer_token_file: Path | None = None
+
+
 class Price(BaseModel):
     """USD per million tokens.
 
@@ -222,6 +235,7 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = AnthropicSettings()
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()
+    console: ConsoleSettings = ConsoleSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 
