@@ -8,8 +8,9 @@ Contract:
   request is a lookup after a create was refused, to turn "this id exists already" into
   the existing entity (creates use client-chosen ids, so a retried create is a success).
 - Before each request the client takes a token from its :class:`RequestBudget`
-  (``priority="low"`` waits first when the budget runs low) and after each it records
-  Linear's ``X-RateLimit-*`` headers (``client.rate_limit``).
+  (``priority="low"`` waits first when the budget runs low, and an operation whose own
+  endpoint limit Linear reported exhausted waits for its reset) and after each it records
+  Linear's ``X-RateLimit-*`` headers (``client.rate_limit``), endpoint ones included.
 - ``RATELIMITED`` / HTTP 429: wait (on the injected clock) for ``Retry-After`` or the
   reset, then retry, at most ``max_rate_limit_retries`` times. Network errors and 5xx:
   retried with jittered exponential backoff by stamina, bounded in time and (unless
@@ -42,6 +43,7 @@ from edge_worker.linear.limits import (
     Priority,
     RateLimitSnapshot,
     RequestBudget,
+    default_requests_per_hour,
     rate_limited_wait,
     read_rate_limit_headers,
     retry_after_seconds,
@@ -127,7 +129,9 @@ class LinearClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
         self._auth = LinearAuth(settings, http=self._http, clock=self._clock)
-        self.budget = budget or RequestBudget(settings.requests_per_hour, clock=self._clock)
+        self.budget = budget or RequestBudget(
+            default_requests_per_hour(settings), clock=self._clock
+        )
         self._operations = operations()
         self._max_rate_limit_retries = max_rate_limit_retries
         self._max_rate_limit_wait = max_rate_limit_wait
@@ -202,7 +206,7 @@ class LinearClient:
     async def _post(
         self, operation: str, body: dict[str, Any], authorization: str, priority: Priority
     ) -> httpx.Response:
-        await self.budget.acquire(priority)
+        await self.budget.acquire(priority, operation)
         try:
             return await self._http.post(
                 self._settings.api_url,
@@ -251,7 +255,7 @@ class LinearClient:
         # A rate-limited answer's own wait (above) supersedes its headers; the budget
         # learns from the others, so it holds back before Linear has to refuse.
         if not snapshot.empty:
-            self.budget.observe(snapshot)
+            self.budget.observe(snapshot, operation)
         if status >= 500:
             count_request(operation, "server_error")
             raise _ServerError(status, retry_after_seconds(response.headers, self._clock.time()))

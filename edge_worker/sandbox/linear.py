@@ -17,6 +17,9 @@ Contract:
 - Every response carries ``X-RateLimit-Requests-*`` and complexity headers from a
   sliding hour of ``requests_per_hour``; past it, or when scripted with
   :meth:`fail_next`, the answer is a ``RATELIMITED`` error (HTTP 400 or 429) or a 5xx.
+  :meth:`limit_endpoint` gives one operation its own lower hourly limit, reported with
+  ``X-RateLimit-Endpoint-Requests-*`` and ``X-RateLimit-Endpoint-Name`` and refused
+  (``RATELIMITED``) past it, as Linear does for some queries and mutations.
 - Every GraphQL request is recorded (:attr:`requests`: operation name, variables, time,
   status); :meth:`operation_counts` counts them per operation name.
 - Client-chosen ids are enforced unique: a create reusing one is refused like Linear
@@ -189,6 +192,8 @@ class LinearStandIn:
         self.requests_per_hour = requests_per_hour
         self.requests: list[RecordedRequest] = []
         self._window: deque[float] = deque()
+        self._endpoint_limits: dict[str, int] = {}
+        self._endpoint_windows: dict[str, deque[float]] = {}
         self._failures: deque[_Failure] = deque()
         self._lock = threading.RLock()
         self.app = Starlette(
@@ -236,6 +241,12 @@ class LinearStandIn:
                     kind, status or default_status, reset_in, retry_after, after_processing
                 )
                 self._failures.append(failure)
+
+    def limit_endpoint(self, operation: str, requests_per_hour: int) -> None:
+        """Give ``operation`` its own sliding-hour limit of ``requests_per_hour``."""
+        with self._lock:
+            self._endpoint_limits[operation] = requests_per_hour
+            self._endpoint_windows.setdefault(operation, deque())
 
     def revoke_tokens(self) -> None:
         """Make every OAuth token issued so far fail with 401, as if it had expired."""
@@ -290,11 +301,32 @@ class LinearStandIn:
             "X-Complexity": "1",
         }
 
+    def _endpoint_headers(self, operation: str, now: float) -> dict[str, str]:
+        window = self._endpoint_windows[operation]
+        while window and window[0] <= now - 3600:
+            window.popleft()
+        limit = self._endpoint_limits[operation]
+        reset_at = (window[0] + 3600) if window else now + 3600
+        return {
+            "X-RateLimit-Endpoint-Name": operation,
+            "X-RateLimit-Endpoint-Requests-Limit": str(limit),
+            "X-RateLimit-Endpoint-Requests-Remaining": str(max(0, limit - len(window))),
+            "X-RateLimit-Endpoint-Requests-Reset": str(int(reset_at * 1000)),
+        }
+
     def _ratelimited(
-        self, now: float, status: int, reset_in: float, retry: float | None
+        self,
+        now: float,
+        status: int,
+        reset_in: float,
+        retry: float | None,
+        endpoint: dict[str, str] | None = None,
     ) -> Response:
-        headers = self._rate_headers(now, exhausted=True)
-        headers["X-RateLimit-Requests-Reset"] = str(int((now + reset_in) * 1000))
+        headers = self._rate_headers(now, exhausted=endpoint is None)
+        if endpoint is None:
+            headers["X-RateLimit-Requests-Reset"] = str(int((now + reset_in) * 1000))
+        else:
+            headers.update(endpoint)
         if retry is not None:
             headers["Retry-After"] = str(int(retry))
         body = {
@@ -371,8 +403,16 @@ class LinearStandIn:
         if headers["X-RateLimit-Requests-Remaining"] == "0":
             reset_in = float(headers["X-RateLimit-Requests-Reset"]) / 1000 - now
             return self._ratelimited(now, 400, reset_in, None), operation, variables
+        endpoint: dict[str, str] = {}
+        if operation is not None and operation in self._endpoint_limits:
+            endpoint = self._endpoint_headers(operation, now)
+            if endpoint["X-RateLimit-Endpoint-Requests-Remaining"] == "0":
+                response = self._ratelimited(now, 400, 0.0, None, endpoint)
+                return response, operation, variables
+            self._endpoint_windows[operation].append(now)
+            endpoint = self._endpoint_headers(operation, now)
         self._window.append(now)
-        headers = self._rate_headers(now)
+        headers = {**self._rate_headers(now), **endpoint}
 
         # Against Linear's schema when present; against the built-in subset otherwise,
         # which only keeps the executor from running a malformed document.
