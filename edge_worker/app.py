@@ -25,6 +25,7 @@ from starlette.routing import Route
 from edge_worker import runtime, services
 from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.linear.client import LinearClient
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
@@ -161,6 +162,9 @@ def build_app(settings: Settings) -> Starlette:
                 run_daily_summaries(settings.budget.timezone), name="daily-cost-summary"
             )
         )
+        state.tasks.append(
+            asyncio.create_task(_prepare_linear(adapters.linear), name="linear-token")
+        )
         log.info(
             "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
         )
@@ -197,6 +201,15 @@ def build_app(settings: Settings) -> Starlette:
     )
     app.state.daemon = state
     return app
+
+
+async def _prepare_linear(linear: LinearClient) -> None:
+    """Have the app token ready before the first webhook needs it (shared through the
+    database in client-credentials mode); a failure here is retried on first use."""
+    try:
+        await linear.prepare()
+    except Exception as exc:  # the daemon must start: requests obtain it again later
+        log.warning("linear token not obtained at start", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _stop_local_runs(adapters: Adapters) -> int:

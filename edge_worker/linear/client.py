@@ -31,7 +31,7 @@ import stamina
 import structlog
 
 from edge_worker.ids import stable_uuid4
-from edge_worker.linear.auth import LinearAuth
+from edge_worker.linear.auth import LinearAuth, TokenStore
 from edge_worker.linear.clock import Clock, SystemClock
 from edge_worker.linear.documents import operations
 from edge_worker.linear.errors import (
@@ -108,7 +108,8 @@ class LinearClient:
     """Async client for the operations in ``operations.graphql``; see the module contract.
 
     ``http`` may be supplied (it is then not closed by :meth:`aclose`); ``budget`` may be
-    shared between clients using the same token.
+    shared between clients using the same token; ``token_store`` shares the
+    client-credentials token between daemons (see ``auth.py``).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class LinearClient:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         budget: RequestBudget | None = None,
+        token_store: TokenStore | None = None,
         max_rate_limit_retries: int = 5,
         max_rate_limit_wait: float = 3600.0,
         transient_attempts: int | None = 5,
@@ -128,7 +130,9 @@ class LinearClient:
         self._clock: Clock = clock or SystemClock()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
-        self._auth = LinearAuth(settings, http=self._http, clock=self._clock)
+        self._auth = LinearAuth(
+            settings, http=self._http, clock=self._clock, token_store=token_store
+        )
         self.budget = budget or RequestBudget(
             default_requests_per_hour(settings), clock=self._clock
         )
@@ -141,6 +145,22 @@ class LinearClient:
         self.rate_limit = RateLimitSnapshot()
         self._viewer: Viewer | None = None
         self._known_marked_comments: set[str] = set()
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        """True when the client obtains its own app token (client credentials)."""
+        return self._auth.can_refresh
+
+    @property
+    def token_requests(self) -> int:
+        """Client-credentials token requests this client sent."""
+        return self._auth.token_requests
+
+    async def prepare(self) -> None:
+        """Obtain the app token now (shared or fetched), so the first request does not
+        wait for it; nothing to do with an API key or a given access token."""
+        if self._auth.can_refresh:
+            await self._auth.authorization()
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""

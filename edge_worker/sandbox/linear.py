@@ -12,8 +12,10 @@ Contract:
   problem, and so are variables the schema's input types refuse. When the schema file is
   absent the stand-in logs a warning and serves a small built-in subset unvalidated.
 - Auth is required: ``Authorization: <api key>`` or ``Bearer <token>`` (tokens issued by
-  ``/oauth/token`` or given at construction); otherwise 401. :meth:`revoke_tokens` makes
-  issued tokens fail as if expired.
+  ``/oauth/token`` or given at construction); otherwise 401. As Linear, it keeps one
+  active client-credentials token per client: issuing a new one revokes the one before
+  (:attr:`token_requests` counts the grants). :meth:`revoke_tokens` makes issued tokens
+  fail as if expired.
 - Every response carries ``X-RateLimit-Requests-*`` and complexity headers from a
   sliding hour of ``requests_per_hour``; past it, or when scripted with
   :meth:`fail_next`, the answer is a ``RATELIMITED`` error (HTTP 400 or 429) or a 5xx.
@@ -181,7 +183,7 @@ class LinearStandIn:
             raise FileNotFoundError(f"Linear schema not found at {schema_path}")
         self.api_keys = set(api_keys)
         self.access_tokens = set(access_tokens)
-        self._issued_tokens: set[str] = set()
+        self._issued_tokens: dict[str, str] = {}  # token -> the client it was issued to
         self.oauth_clients = dict(
             oauth_clients
             if oauth_clients is not None
@@ -493,7 +495,10 @@ class LinearStandIn:
                     status_code=401,
                 )
             token = "lin_oauth_" + secrets.token_hex(16)
-            self._issued_tokens.add(token)
+            # One active token per client: the new one revokes the one before.
+            for earlier in [t for t, c in self._issued_tokens.items() if c == client_id]:
+                del self._issued_tokens[earlier]
+            self._issued_tokens[token] = client_id
             return JSONResponse(
                 {
                     "access_token": token,
