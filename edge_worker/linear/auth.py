@@ -138,8 +138,7 @@ class LinearAuth:
             seen = self._version if self._current is not None else None
             shared = await self._store.obtain(seen, self._fetch_token)
             token, expires_at, version = shared.token, shared.expires_at, shared.version
-            if version != seen:
-                log.info("linear.auth.token_in_use", version=version)
+        log.info("linear.auth.token_in_use", version=version, shared=self._store is not None)
         self._current = "Bearer " + token
         self._expires_at = expires_at
         self._version = version
