@@ -30,7 +30,7 @@ from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gaug
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
 from edge_worker.settings import Settings
-from edge_worker.storage import work
+from edge_worker.storage import access, work
 from edge_worker.storage.db import create_engine_for, create_tables
 from edge_worker.storage.events import IntakeWriter
 from edge_worker.webhooks.intake import WebhookIntake
@@ -84,15 +84,20 @@ def build_app(settings: Settings) -> Starlette:
         assert state.engine is not None
         engine = state.engine
 
-        def ping() -> None:
+        def ping() -> access.Revocation | None:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
+                return access.revocation(conn)
 
         try:
-            await asyncio.to_thread(ping)
+            revoked = await asyncio.to_thread(ping)
         except sa.exc.SQLAlchemyError as exc:
             return JSONResponse(
                 {"status": "database unreachable", "error": type(exc).__name__}, status_code=503
+            )
+        if revoked is not None:  # alive, but refusing work until the app is reinstated
+            return JSONResponse(
+                {"status": "not ready", "reason": revoked.describe()}, status_code=503
             )
         return JSONResponse({"status": "ready"})
 

@@ -26,8 +26,10 @@ Contract:
   status); :meth:`operation_counts` counts them per operation name.
 - Client-chosen ids are enforced unique: a create reusing one is refused like Linear
   refuses it; turning that into success is the client's job.
-- ``issue_assigned`` / ``agent_session_created`` / ``agent_session_prompted`` /
-  ``comment_created`` / ``assignment_notification`` update the data as Linear would and
+- ``issue_assigned`` / ``issue_undelegated`` / ``issue_deleted`` /
+  ``agent_session_created`` / ``agent_session_prompted`` / ``comment_created`` /
+  ``assignment_notification`` / ``team_access_removed`` / ``app_revoked`` (undone by
+  ``app_reinstalled``) update the data as Linear would and
   return a :class:`WebhookDelivery` (built with ``edge_worker.sandbox.payloads``) that
   :func:`send_webhook` / :func:`asend_webhook` sign and POST to a daemon URL.
 """
@@ -189,6 +191,7 @@ class LinearStandIn:
             if oauth_clients is not None
             else {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
         )
+        self._revoked_clients: dict[str, str] = {}
         self.token_lifetime_seconds = token_lifetime_seconds
         self.token_requests = 0
         self.requests_per_hour = requests_per_hour
@@ -588,6 +591,52 @@ class LinearStandIn:
                 signal=signal,
             )
         return WebhookDelivery("AgentSessionEvent", payload)
+
+    def issue_undelegated(self, issue_id: str) -> WebhookDelivery:
+        """Take the issue away from the agent (delegate cleared); the ``Issue`` webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            issue.delegate_id = None
+            state = self.store.states[issue.state_id]
+            payload = payloads.issue_unassigned(
+                issue.id,
+                self.store.agent.id,
+                actor_id=self.store.human.id,
+                field="delegateId",
+                state_type=state.type,
+                **self._issue_fields(issue),
+            )
+        return WebhookDelivery("Issue", payload)
+
+    def issue_deleted(self, issue_id: str) -> WebhookDelivery:
+        """Delete the issue (reads and writes on it fail from now); the ``Issue`` remove
+        webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            del self.store.issues[issue.id]
+            payload = payloads.issue_removed(issue.id, actor_id=self.store.human.id)
+        return WebhookDelivery("Issue", payload)
+
+    def team_access_removed(self, team_id: str) -> WebhookDelivery:
+        """The ``PermissionChange`` webhook for the agent losing access to a team."""
+        with self._lock:
+            payload = payloads.permission_change(self.store.agent.id, removed_team_ids=[team_id])
+        return WebhookDelivery("PermissionChange", payload)
+
+    def app_revoked(self, client_id: str = DEFAULT_CLIENT_ID) -> WebhookDelivery:
+        """Revoke the OAuth app: its tokens fail with 401 and its grants are refused
+        until :meth:`app_reinstalled`; the ``OAuthApp`` revoked webhook."""
+        with self._lock:
+            self._revoked_clients[client_id] = self.oauth_clients.pop(client_id)
+            for token in [t for t, c in self._issued_tokens.items() if c == client_id]:
+                del self._issued_tokens[token]
+            payload = payloads.oauth_app_revoked(client_id)
+        return WebhookDelivery("OAuthApp", payload)
+
+    def app_reinstalled(self, client_id: str = DEFAULT_CLIENT_ID) -> None:
+        """Install the revoked app again: its client credentials work again."""
+        with self._lock:
+            self.oauth_clients[client_id] = self._revoked_clients.pop(client_id)
 
     def comment_created(
         self, issue_id: str, body: str, *, user_id: str | None = None

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from edge_worker.storage.events import EventRecord, IntakeWriter, StoreUnavailable
+from edge_worker.webhooks.lifecycle import issue_team_id
 from edge_worker.webhooks.triggers import Decision, Kind, Rules, classify
 from edge_worker.webhooks.verify import body_freshness_problem, signature_matches
 
@@ -133,7 +134,7 @@ class WebhookIntake:
             action=str(payload.get("action"))[:100],
             issue_id=decision.issue_id,
             issue_identifier=decision.issue_identifier,
-            detail=_detail(decision) if decision.acts else None,
+            detail=_detail(decision, payload) if decision.acts else None,
         )
         # The delivery id and issue are passed to the two lines below, not bound with
         # contextvars: binding cost more than the rest of the logging at load.
@@ -157,8 +158,10 @@ class WebhookIntake:
         return response, outcome
 
 
-def _detail(decision: Decision) -> dict[str, Any]:
+def _detail(decision: Decision, payload: dict[str, Any]) -> dict[str, Any]:
     return {
+        # The issue's team: a PermissionChange that removes the team stops its work.
+        "team_id": issue_team_id(payload),
         "session_id": decision.session_id,
         "actor_id": decision.actor_id,
         "actor_name": decision.actor_name,
