@@ -173,6 +173,9 @@ def build_app(settings: Settings) -> Starlette:
         log.info(
             "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
         )
+        revoked = await asyncio.to_thread(_revocation, engine)
+        if revoked is not None:
+            log.error("new work is refused", reason=revoked.describe())
         try:
             yield
         finally:
@@ -206,6 +209,11 @@ def build_app(settings: Settings) -> Starlette:
     )
     app.state.daemon = state
     return app
+
+
+def _revocation(engine: sa.Engine) -> access.Revocation | None:
+    with engine.connect() as conn:
+        return access.revocation(conn)
 
 
 async def _prepare_linear(linear: LinearClient) -> None:
