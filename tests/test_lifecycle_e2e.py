@@ -8,6 +8,7 @@ its tokens and grants refused until it is installed again).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,6 +159,9 @@ def test_a_revoked_app_stops_everything_refuses_new_work_and_loses_nothing(
         assert said.returncode == 0, said.stderr
         assert "Linear revoked the app" in said.stdout
         assert "1 stored trigger(s) kept" in said.stdout
+        as_json = status(e2e, "status", "--json")
+        assert isinstance(json.loads(as_json.stdout), list)  # the rows, as before
+        assert "Linear revoked the app" in as_json.stderr
 
         # Installed again: the operator lifts the refusal and the kept trigger runs.
         world.linear.app_reinstalled()
