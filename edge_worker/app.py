@@ -87,7 +87,7 @@ def build_app(settings: Settings) -> Starlette:
         def ping() -> access.Revocation | None:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-                return access.revocation(conn)
+                return access.revocation(conn, count_refused=False)  # a probe: no scans
 
         try:
             revoked = await asyncio.to_thread(ping)
@@ -213,7 +213,7 @@ def build_app(settings: Settings) -> Starlette:
 
 def _revocation(engine: sa.Engine) -> access.Revocation | None:
     with engine.connect() as conn:
-        return access.revocation(conn)
+        return access.revocation(conn, count_refused=False)
 
 
 async def _prepare_linear(linear: LinearClient) -> None:

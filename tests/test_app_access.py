@@ -96,3 +96,13 @@ def test_active_work_and_the_teams_of_its_issues(engine: sa.Engine) -> None:
         teams = access.issue_teams(conn, [issue for issue, _ in active])
     assert sorted(active) == [("iss-1", "wf-iss-1"), ("iss-2", "wf-iss-2"), ("iss-3", "wf-iss-3")]
     assert teams == {"iss-1": "team-a", "iss-2": "team-b"}  # iss-3: unknown
+
+
+def test_a_probe_reads_the_revocation_without_counting(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        assert not access.is_revoked(conn)
+        access.mark_revoked(conn, reason="revoked", oauth_client_id=None)
+        assert access.is_revoked(conn)
+        probe = access.revocation(conn, count_refused=False)
+    assert probe is not None and probe.refused_triggers is None
+    assert "(stored triggers are kept)" in probe.describe()

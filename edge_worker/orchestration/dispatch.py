@@ -135,7 +135,7 @@ class Dispatcher:
 
     def _revoked(self) -> bool:
         with self._engine.connect() as conn:
-            return access.revocation(conn) is not None
+            return access.is_revoked(conn)
 
     def _mark_revoked(self, trigger: dict[str, Any]) -> None:
         context = trigger.get("context") or {}

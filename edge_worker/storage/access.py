@@ -5,8 +5,9 @@ stops its work and refuses new work until an operator says the app is installed 
 
 Contract:
 - :func:`mark_revoked` records the revocation (idempotent; the first time is kept).
-- :func:`revocation` is the current :class:`Revocation` (with how many stored triggers
-  were refused), or ``None`` while the app may work.
+- :func:`is_revoked` says whether it is recorded; :func:`revocation` is the current
+  :class:`Revocation` (with how many stored triggers were refused, unless asked not to
+  count them), or ``None`` while the app may work.
 - A trigger refused while revoked stays in ``ew_webhook_events``, stamped with
   :data:`REFUSED_WORKFLOW_ID` instead of a workflow: nothing is lost.
   :func:`reinstate` clears the revocation and puts those triggers back in the outbox, so
@@ -45,8 +46,7 @@ app_access = sa.Table(
 
 REVOKED_TEXT = (
     "Linear revoked the app at {at}: all work was stopped and new work is refused "
-    "({refused} stored trigger(s) kept). Reinstall the app in Linear, then run "
-    "`edge-worker reinstate`."
+    "({kept}). Reinstall the app in Linear, then run `edge-worker reinstate`."
 )
 
 
@@ -57,12 +57,18 @@ class Revocation:
     revoked_at: datetime
     reason: str
     oauth_client_id: str | None
-    refused_triggers: int
+    refused_triggers: int | None
+    """``None`` when not counted (the count reads the whole event table)."""
 
     def describe(self) -> str:
         """One line for ``/readyz``, ``edge-worker status`` and the log."""
         at = self.revoked_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return REVOKED_TEXT.format(at=at, refused=self.refused_triggers)
+        kept = (
+            "stored triggers are kept"
+            if self.refused_triggers is None
+            else f"{self.refused_triggers} stored trigger(s) kept"
+        )
+        return REVOKED_TEXT.format(at=at, kept=kept)
 
 
 def mark_revoked(conn: sa.Connection, *, reason: str, oauth_client_id: str | None) -> None:
@@ -83,20 +89,33 @@ def mark_revoked(conn: sa.Connection, *, reason: str, oauth_client_id: str | Non
         pass  # another daemon recorded it first
 
 
-def revocation(conn: sa.Connection) -> Revocation | None:
-    """The recorded revocation, or ``None`` while the app may work."""
+def is_revoked(conn: sa.Connection) -> bool:
+    """True while the app's revocation is recorded (one primary-key read)."""
+    found = conn.execute(sa.select(app_access.c.app).where(app_access.c.app == _LINEAR))
+    return found.first() is not None
+
+
+def revocation(conn: sa.Connection, *, count_refused: bool = True) -> Revocation | None:
+    """The recorded revocation, or ``None`` while the app may work; ``count_refused``
+    counts the triggers refused since (a scan of the event table: not for probes)."""
     row = conn.execute(sa.select(app_access).where(app_access.c.app == _LINEAR)).first()
     if row is None:
         return None
-    refused = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(webhook_events)
-        .where(webhook_events.c.workflow_id == REFUSED_WORKFLOW_ID)
-    ).scalar_one()
+    refused = (
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(webhook_events)
+            .where(webhook_events.c.workflow_id == REFUSED_WORKFLOW_ID)
+        ).scalar_one()
+        if count_refused
+        else None
+    )
     revoked_at = row.revoked_at
     if isinstance(revoked_at, datetime) and revoked_at.tzinfo is None:
         revoked_at = revoked_at.replace(tzinfo=UTC)
-    return Revocation(revoked_at, row.reason, row.oauth_client_id, int(refused))
+    return Revocation(
+        revoked_at, row.reason, row.oauth_client_id, None if refused is None else int(refused)
+    )
 
 
 def reinstate(conn: sa.Connection) -> int:
