@@ -26,11 +26,12 @@ from edge_worker import runtime, services
 from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.linear.client import LinearClient
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
 from edge_worker.settings import Settings
-from edge_worker.storage import work
+from edge_worker.storage import access, work
 from edge_worker.storage.db import create_engine_for, create_tables
 from edge_worker.storage.events import IntakeWriter
 from edge_worker.webhooks.intake import WebhookIntake
@@ -84,15 +85,20 @@ def build_app(settings: Settings) -> Starlette:
         assert state.engine is not None
         engine = state.engine
 
-        def ping() -> None:
+        def ping() -> access.Revocation | None:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
+                return access.revocation(conn, count_refused=False)  # a probe: no scans
 
         try:
-            await asyncio.to_thread(ping)
+            revoked = await asyncio.to_thread(ping)
         except sa.exc.SQLAlchemyError as exc:
             return JSONResponse(
                 {"status": "database unreachable", "error": type(exc).__name__}, status_code=503
+            )
+        if revoked is not None:  # alive, but refusing work until the app is reinstated
+            return JSONResponse(
+                {"status": "not ready", "reason": revoked.describe()}, status_code=503
             )
         return JSONResponse({"status": "ready"})
 
@@ -162,9 +168,15 @@ def build_app(settings: Settings) -> Starlette:
                 run_daily_summaries(settings.budget.timezone), name="daily-cost-summary"
             )
         )
+        state.tasks.append(
+            asyncio.create_task(_prepare_linear(adapters.linear), name="linear-token")
+        )
         log.info(
             "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
         )
+        revoked = await asyncio.to_thread(_revocation, engine)
+        if revoked is not None:
+            log.error("new work is refused", reason=revoked.describe())
         try:
             yield
         finally:
@@ -199,6 +211,20 @@ def build_app(settings: Settings) -> Starlette:
     )
     app.state.daemon = state
     return app
+
+
+def _revocation(engine: sa.Engine) -> access.Revocation | None:
+    with engine.connect() as conn:
+        return access.revocation(conn, count_refused=False)
+
+
+async def _prepare_linear(linear: LinearClient) -> None:
+    """Have the app token ready before the first webhook needs it (shared through the
+    database in client-credentials mode); a failure here is retried on first use."""
+    try:
+        await linear.prepare()
+    except Exception as exc:  # the daemon must start: requests obtain it again later
+        log.warning("linear token not obtained at start", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _stop_local_runs(adapters: Adapters) -> int:

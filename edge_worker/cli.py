@@ -1,4 +1,4 @@
-"""The ``edge-worker`` command: serve, check, demo, status, costs, report, recover.
+"""The ``edge-worker`` command: serve, check, demo, status, costs, report, recover, reinstate.
 
 Each sub-command is a thin shell over a function that does the work, so tests drive the
 same code a user runs. Exit codes: 0 success, 2 configuration error, 1 anything else.
@@ -125,7 +125,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print the issues in progress and recently finished."""
     from edge_worker.status import run_status_command
 
-    return run_status_command(_settings_or_exit(), as_json=args.json, out=sys.stdout)
+    return run_status_command(
+        _settings_or_exit(), as_json=args.json, out=sys.stdout, err=sys.stderr
+    )
+
+
+def cmd_reinstate(args: argparse.Namespace) -> int:
+    """After the Linear app was installed again: lift the refusal, requeue refused work."""
+    from edge_worker.storage import access
+    from edge_worker.storage.db import create_engine_for, create_tables
+
+    engine = create_engine_for(_settings_or_exit().resolved_database_url)
+    try:
+        create_tables(engine)
+        with engine.begin() as conn:
+            revoked = access.revocation(conn)
+            requeued = access.reinstate(conn)
+    finally:
+        engine.dispose()
+    if revoked is None and not requeued:
+        print("the Linear app is not revoked; nothing to do")
+        return 0
+    print(f"reinstated: {requeued} refused trigger(s) back in the outbox")
+    return 0
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -185,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="issues in progress and recently finished")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=cmd_status)
+
+    reinstate = sub.add_parser(
+        "reinstate", help="after reinstalling the Linear app: take work again, refused work too"
+    )
+    reinstate.set_defaults(func=cmd_reinstate)
 
     recover = sub.add_parser(
         "recover", help="hand a dead machine's unfinished workflows to a running daemon"

@@ -55,7 +55,9 @@ class LinearSettings(BaseModel):
     client_secret: SecretStr | None = None
     oauth_scopes: str = "read,write,app:assignable,app:mentionable"
     agent_user_id: str | None = None
-    requests_per_hour: int = Field(5000, ge=1)
+    requests_per_hour: int | None = Field(None, ge=1)
+    """The client's own hourly request budget; unset, Linear's figure for the auth mode
+    (2,500 with an API key, 5,000 with an OAuth token)."""
     activity_interval_seconds: float = Field(10.0, ge=0)
     heartbeat_seconds: float = Field(1200.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0)

@@ -2,7 +2,8 @@
 
 Reads the daemon's database directly (no daemon needed): one row per issue with its
 identifier, state, sub-issues done/total, spend so far and age; as a table, or JSON for
-scripts. A missing database reads as "nothing yet", not an error.
+scripts. A missing database reads as "nothing yet", not an error. When Linear revoked the
+app, that is said first (on stderr with ``--json``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from edge_worker.costs.ledger import Ledger
 from edge_worker.settings import Settings
+from edge_worker.storage.access import Revocation, revocation
 from edge_worker.storage.db import create_engine_for, create_tables
 from edge_worker.storage.work import ACTIVE_STATES, list_items, subtasks
 
@@ -107,12 +109,34 @@ def render_table(rows: list[StatusRow]) -> str:
     )
 
 
-def run_status_command(settings: Settings, *, as_json: bool, out: TextIO) -> int:
-    """Print the status table (or JSON); returns the exit code."""
+def app_revocation(settings: Settings) -> Revocation | None:
+    """Whether Linear revoked the app (new work refused until ``edge-worker reinstate``)."""
+    engine = create_engine_for(settings.resolved_database_url)
+    try:
+        create_tables(engine)
+        with engine.connect() as conn:
+            return revocation(conn)
+    finally:
+        engine.dispose()
+
+
+def run_status_command(
+    settings: Settings, *, as_json: bool, out: TextIO, err: TextIO | None = None
+) -> int:
+    """Print the status table (or JSON); returns the exit code.
+
+    A revoked app is said first in the table; with ``--json`` (whose output stays the
+    list of rows) it is said on ``err``.
+    """
     rows = collect(settings)
+    revoked = app_revocation(settings)
     if as_json:
         json.dump([r.to_json() for r in rows], out, indent=2)
         out.write("\n")
+        if revoked is not None and err is not None:
+            err.write(revoked.describe() + "\n")
     else:
+        if revoked is not None:
+            out.write(revoked.describe() + "\n\n")
         out.write(render_table(rows) + "\n")
     return 0

@@ -82,14 +82,26 @@ def test_stale_and_future_timestamps_are_refused(daemon: Daemon) -> None:
     assert "stale" in daemon.send(stale).json()["error"]
 
 
-def test_header_only_timestamp_is_used_when_body_has_none(daemon: Daemon) -> None:
-    fresh = p.issue_assigned("iss-h", AGENT)
-    del fresh["webhookTimestamp"]
+def test_body_without_webhook_timestamp_is_refused_even_with_a_fresh_header(
+    daemon: Daemon,
+) -> None:
+    # The Linear-Timestamp header is not signed: a replayed body could carry any header.
+    unstamped = p.issue_assigned("iss-h", AGENT)
+    del unstamped["webhookTimestamp"]
     now = str(int(time.time() * 1000))
-    assert daemon.send(fresh, headers={"Linear-Timestamp": now}).status_code == 200
-    old = str(int(time.time() * 1000) - 120_000)
-    assert daemon.send(fresh, headers={"Linear-Timestamp": old}).status_code == 401
-    assert daemon.send(fresh).status_code == 401  # neither: refused, not guessed
+    with_header = daemon.send(unstamped, delivery="d-h1", headers={"Linear-Timestamp": now})
+    assert with_header.status_code == 401
+    assert with_header.json()["error"] == "missing webhookTimestamp in the signed body"
+    assert daemon.send(unstamped, delivery="d-h2").status_code == 401
+    assert rows(daemon.sqlite_path, "delivery_id IN ('d-h1', 'd-h2')") == []
+
+
+def test_non_numeric_webhook_timestamp_is_refused(daemon: Daemon) -> None:
+    stamped_text = p.issue_assigned("iss-n", AGENT)
+    stamped_text["webhookTimestamp"] = str(p.now_ms())
+    response = daemon.send(stamped_text, delivery="d-n")
+    assert response.status_code == 401
+    assert "not a number" in response.json()["error"]
 
 
 def test_oversized_body_is_refused_without_reading_it(daemon: Daemon) -> None:

@@ -95,6 +95,12 @@ def test_notification_payloads_match_schema(schema: GraphQLSchema, action: str) 
     _check(schema, "AppUserNotificationWebhookPayload", p.notification(action, "i", "a"), "n")
 
 
+def test_lifecycle_payloads_match_schema(schema: GraphQLSchema) -> None:
+    change = p.permission_change("agent", removed_team_ids=["team-eng"])
+    _check(schema, "AppUserTeamAccessChangedWebhookPayload", change, "permission")
+    _check(schema, "OAuthAppWebhookPayload", p.oauth_app_revoked(), "revoked")
+
+
 def test_checker_rejects_a_missing_required_field(schema: GraphQLSchema) -> None:
     payload = p.agent_session_created("s-1", "iss-1", "agent")
     del payload["agentSession"]["appUserId"]

@@ -8,8 +8,9 @@ Contract:
   request is a lookup after a create was refused, to turn "this id exists already" into
   the existing entity (creates use client-chosen ids, so a retried create is a success).
 - Before each request the client takes a token from its :class:`RequestBudget`
-  (``priority="low"`` waits first when the budget runs low) and after each it records
-  Linear's ``X-RateLimit-*`` headers (``client.rate_limit``).
+  (``priority="low"`` waits first when the budget runs low, and an operation whose own
+  endpoint limit Linear reported exhausted waits for its reset) and after each it records
+  Linear's ``X-RateLimit-*`` headers (``client.rate_limit``), endpoint ones included.
 - ``RATELIMITED`` / HTTP 429: wait (on the injected clock) for ``Retry-After`` or the
   reset, then retry, at most ``max_rate_limit_retries`` times. Network errors and 5xx:
   retried with jittered exponential backoff by stamina, bounded in time and (unless
@@ -30,7 +31,7 @@ import stamina
 import structlog
 
 from edge_worker.ids import stable_uuid4
-from edge_worker.linear.auth import LinearAuth
+from edge_worker.linear.auth import LinearAuth, TokenStore
 from edge_worker.linear.clock import Clock, SystemClock
 from edge_worker.linear.documents import operations
 from edge_worker.linear.errors import (
@@ -42,6 +43,7 @@ from edge_worker.linear.limits import (
     Priority,
     RateLimitSnapshot,
     RequestBudget,
+    default_requests_per_hour,
     rate_limited_wait,
     read_rate_limit_headers,
     retry_after_seconds,
@@ -106,7 +108,8 @@ class LinearClient:
     """Async client for the operations in ``operations.graphql``; see the module contract.
 
     ``http`` may be supplied (it is then not closed by :meth:`aclose`); ``budget`` may be
-    shared between clients using the same token.
+    shared between clients using the same token; ``token_store`` shares the
+    client-credentials token between daemons (see ``auth.py``).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class LinearClient:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         budget: RequestBudget | None = None,
+        token_store: TokenStore | None = None,
         max_rate_limit_retries: int = 5,
         max_rate_limit_wait: float = 3600.0,
         transient_attempts: int | None = 5,
@@ -126,8 +130,12 @@ class LinearClient:
         self._clock: Clock = clock or SystemClock()
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=settings.timeout_seconds)
-        self._auth = LinearAuth(settings, http=self._http, clock=self._clock)
-        self.budget = budget or RequestBudget(settings.requests_per_hour, clock=self._clock)
+        self._auth = LinearAuth(
+            settings, http=self._http, clock=self._clock, token_store=token_store
+        )
+        self.budget = budget or RequestBudget(
+            default_requests_per_hour(settings), clock=self._clock
+        )
         self._operations = operations()
         self._max_rate_limit_retries = max_rate_limit_retries
         self._max_rate_limit_wait = max_rate_limit_wait
@@ -137,6 +145,22 @@ class LinearClient:
         self.rate_limit = RateLimitSnapshot()
         self._viewer: Viewer | None = None
         self._known_marked_comments: set[str] = set()
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        """True when the client obtains its own app token (client credentials)."""
+        return self._auth.can_refresh
+
+    @property
+    def token_requests(self) -> int:
+        """Client-credentials token requests this client sent."""
+        return self._auth.token_requests
+
+    async def prepare(self) -> None:
+        """Obtain the app token now (shared or fetched), so the first request does not
+        wait for it; nothing to do with an API key or a given access token."""
+        if self._auth.can_refresh:
+            await self._auth.authorization()
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""
@@ -202,7 +226,7 @@ class LinearClient:
     async def _post(
         self, operation: str, body: dict[str, Any], authorization: str, priority: Priority
     ) -> httpx.Response:
-        await self.budget.acquire(priority)
+        await self.budget.acquire(priority, operation)
         try:
             return await self._http.post(
                 self._settings.api_url,
@@ -251,7 +275,7 @@ class LinearClient:
         # A rate-limited answer's own wait (above) supersedes its headers; the budget
         # learns from the others, so it holds back before Linear has to refuse.
         if not snapshot.empty:
-            self.budget.observe(snapshot)
+            self.budget.observe(snapshot, operation)
         if status >= 500:
             count_request(operation, "server_error")
             raise _ServerError(status, retry_after_seconds(response.headers, self._clock.time()))

@@ -1,10 +1,15 @@
 """Linear's rate limits, read from response headers, and our own request budget.
 
-Linear meters each token with a leaky bucket (about 5,000 requests an hour, plus a
-complexity budget) and reports it on every response::
+Linear meters each user with a leaky bucket of requests an hour (2,500 for an API key,
+5,000 for an OAuth app, by Linear's rate-limiting page), plus a complexity budget, and
+reports it on every response::
 
     X-RateLimit-Requests-Limit / -Remaining / -Reset      (reset: epoch milliseconds)
     X-RateLimit-Complexity-Limit / -Remaining / -Reset    and X-Complexity (this query)
+
+Some queries and mutations have their own, lower limit; their responses also carry::
+
+    X-RateLimit-Endpoint-Requests-Limit / -Remaining / -Reset   and X-RateLimit-Endpoint-Name
 
 A request over the limit is answered with a GraphQL error whose
 ``extensions.code == "RATELIMITED"`` (HTTP 400) or with HTTP 429.
@@ -12,14 +17,19 @@ A request over the limit is answered with a GraphQL error whose
 Contract:
 - :func:`read_rate_limit_headers` turns headers into a :class:`RateLimitSnapshot`; absent
   or malformed headers become ``None`` fields, never an exception.
+- :func:`default_requests_per_hour` is the budget for an auth mode when the
+  configuration names none: :data:`API_KEY_REQUESTS_PER_HOUR` for an API key,
+  :data:`OAUTH_REQUESTS_PER_HOUR` for an OAuth token (access token or client credentials).
 - :func:`rate_limited_wait` says how long to wait after a rate-limited answer:
-  ``Retry-After`` when present, else until the exhausted dimension resets, clamped to
-  ``[MIN_WAIT_SECONDS, max_wait]``.
+  ``Retry-After`` when present, else until the exhausted dimension (requests, complexity
+  or the endpoint's own limit) resets, clamped to ``[MIN_WAIT_SECONDS, max_wait]``.
 - :class:`RequestBudget` is a client-side leaky bucket of ``requests_per_hour`` tokens;
   ``acquire(priority)`` waits (on the injected clock) until a request may be sent. Low
   priority requests may not dip into the reserve kept for normal ones, and also hold
   back when Linear itself reports the token running low; so when the budget runs low,
-  low-priority writes wait first.
+  low-priority writes wait first. ``acquire(priority, operation)`` also waits for the
+  operation's endpoint limit, as last reported for that operation (exhausted: every
+  priority waits for its reset; running low: low priority waits).
 """
 
 from __future__ import annotations
@@ -33,10 +43,14 @@ from typing import Literal
 import structlog
 
 from edge_worker.linear.clock import Clock
+from edge_worker.settings import LinearSettings
 
 log = structlog.get_logger(__name__)
 
 Priority = Literal["low", "normal"]
+
+API_KEY_REQUESTS_PER_HOUR = 2500
+OAUTH_REQUESTS_PER_HOUR = 5000
 
 MIN_WAIT_SECONDS = 1.0
 DEFAULT_WAIT_SECONDS = 60.0
@@ -56,6 +70,10 @@ class RateLimitSnapshot:
     complexity_remaining: int | None = None
     complexity_reset_at: float | None = None
     complexity: int | None = None
+    endpoint_name: str | None = None
+    endpoint_requests_limit: int | None = None
+    endpoint_requests_remaining: int | None = None
+    endpoint_requests_reset_at: float | None = None
 
     @property
     def empty(self) -> bool:
@@ -96,7 +114,20 @@ def read_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitSnapshot:
         complexity_remaining=_int(lower.get("x-ratelimit-complexity-remaining")),
         complexity_reset_at=parse_epoch(lower.get("x-ratelimit-complexity-reset")),
         complexity=_int(lower.get("x-complexity")),
+        endpoint_name=lower.get("x-ratelimit-endpoint-name") or None,
+        endpoint_requests_limit=_int(lower.get("x-ratelimit-endpoint-requests-limit")),
+        endpoint_requests_remaining=_int(lower.get("x-ratelimit-endpoint-requests-remaining")),
+        endpoint_requests_reset_at=parse_epoch(lower.get("x-ratelimit-endpoint-requests-reset")),
     )
+
+
+def default_requests_per_hour(settings: LinearSettings) -> int:
+    """The hourly request budget: the configured one, else the auth mode's default."""
+    if settings.requests_per_hour is not None:
+        return settings.requests_per_hour
+    if settings.api_key is not None:
+        return API_KEY_REQUESTS_PER_HOUR
+    return OAUTH_REQUESTS_PER_HOUR
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
@@ -125,6 +156,7 @@ def rate_limited_wait(
         pairs = [
             (snapshot.requests_remaining, snapshot.requests_reset_at),
             (snapshot.complexity_remaining, snapshot.complexity_reset_at),
+            (snapshot.endpoint_requests_remaining, snapshot.endpoint_requests_reset_at),
         ]
         exhausted = [reset for remaining, reset in pairs if reset and (remaining or 0) <= 0]
         known = exhausted or [reset for _, reset in pairs if reset]
@@ -151,6 +183,7 @@ class RequestBudget:
         self._tokens = self.capacity
         self._updated = clock.time()
         self._server: RateLimitSnapshot = RateLimitSnapshot()
+        self._endpoints: dict[str, RateLimitSnapshot] = {}
         self._reserve_fraction = reserve_fraction
 
     @property
@@ -164,34 +197,64 @@ class RequestBudget:
         self._tokens = min(self.capacity, self._tokens + elapsed * self._rate)
         self._updated = now
 
-    def observe(self, snapshot: RateLimitSnapshot) -> None:
-        """Remember what Linear last said about the token (responses without headers are
-        ignored)."""
+    def observe(self, snapshot: RateLimitSnapshot, operation: str | None = None) -> None:
+        """Remember what Linear last said about the token, and about ``operation``'s own
+        endpoint limit when the response carried one (absent headers are ignored)."""
         if snapshot.requests_remaining is not None:
             self._server = snapshot
+        if operation is not None and snapshot.endpoint_requests_remaining is not None:
+            self._endpoints[operation] = snapshot
 
-    def _server_wait(self, priority: Priority, now: float) -> float:
-        server = self._server
-        if server.requests_remaining is None or not server.requests_reset_at:
+    def _wait_for(
+        self,
+        remaining: int | None,
+        limit: int | None,
+        reset_at: float | None,
+        priority: Priority,
+        now: float,
+    ) -> float:
+        """How long a request at ``priority`` waits for one reported limit."""
+        if remaining is None or not reset_at:
             return 0.0
-        until_reset = server.requests_reset_at - now
+        until_reset = reset_at - now
         if until_reset <= 0:
             return 0.0
-        if server.requests_remaining <= 0:
+        if remaining <= 0:
             return until_reset
-        running_low = (
-            server.requests_limit is not None
-            and server.requests_remaining <= server.requests_limit * self._reserve_fraction
-        )
+        running_low = limit is not None and remaining <= limit * self._reserve_fraction
         return until_reset if priority == "low" and running_low else 0.0
 
-    async def acquire(self, priority: Priority = "normal") -> None:
-        """Wait until one request may be sent at ``priority``, then take it from the bucket."""
+    def _server_wait(self, priority: Priority, now: float, operation: str | None) -> float:
+        server = self._server
+        wait = self._wait_for(
+            server.requests_remaining,
+            server.requests_limit,
+            server.requests_reset_at,
+            priority,
+            now,
+        )
+        endpoint = self._endpoints.get(operation) if operation is not None else None
+        if endpoint is not None:
+            wait = max(
+                wait,
+                self._wait_for(
+                    endpoint.endpoint_requests_remaining,
+                    endpoint.endpoint_requests_limit,
+                    endpoint.endpoint_requests_reset_at,
+                    priority,
+                    now,
+                ),
+            )
+        return wait
+
+    async def acquire(self, priority: Priority = "normal", operation: str | None = None) -> None:
+        """Wait until one request (of ``operation``, if named) may be sent at ``priority``,
+        then take it from the bucket."""
         floor = 1.0 if priority == "normal" else 1.0 + self.reserve
         while True:
             now = self._clock.time()
             self._refill(now)
-            server_wait = self._server_wait(priority, now)
+            server_wait = self._server_wait(priority, now, operation)
             if self._tokens >= floor and server_wait <= 0:
                 self._tokens -= 1.0
                 return
@@ -199,6 +262,7 @@ class RequestBudget:
             log.info(
                 "linear.budget.wait",
                 priority=priority,
+                operation=operation,
                 wait_seconds=round(wait, 3),
                 tokens=round(self._tokens, 2),
             )

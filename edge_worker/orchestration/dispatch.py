@@ -1,9 +1,15 @@
 """The outbox dispatcher: committed triggers become DBOS workflows.
 
 The intake commits an event and answers Linear; this task, running beside it, enqueues a
-``handle_trigger`` workflow for each committed acting event and stamps the row. The
-workflow id derives from the event's dedupe key, so enqueuing twice (after a crash
-between enqueue and stamp, or from two daemons sharing a database) is a no-op.
+``handle_trigger`` workflow for each committed acting event (``handle_lifecycle`` for a
+team-access removal or the app's revocation) and stamps the row. The workflow id derives
+from the event's dedupe key, so enqueuing twice (after a crash between enqueue and stamp,
+or from two daemons sharing a database) is a no-op.
+
+Triggers are taken in delivery order. Reaching an ``OAuthApp`` revoked trigger records
+the revocation (``storage/access.py``); from then on every other trigger is refused with
+a log line and stamped as refused instead of dispatched: kept for ``edge-worker
+reinstate``, never dropped.
 """
 
 from __future__ import annotations
@@ -17,11 +23,23 @@ import sqlalchemy as sa
 import structlog
 from dbos import DBOS, SetWorkflowID
 
+from edge_worker.orchestration.lifecycle import handle_lifecycle
 from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
 from edge_worker.runtime import TRIGGER_QUEUE
+from edge_worker.storage import access
+from edge_worker.storage.access import REFUSED_WORKFLOW_ID
 from edge_worker.storage.events import mark_dispatched, pending_dispatch
+from edge_worker.webhooks.lifecycle import SCOPE_APP_REVOKED, lifecycle_scope
 
 log = structlog.get_logger(__name__)
+
+APP_REVOKED_LOG = (
+    "Linear revoked the app: all work stops and new work is refused; stored triggers are "
+    "kept. Reinstall the app in Linear, then run `edge-worker reinstate`."
+)
+TRIGGER_REFUSED_LOG = (
+    "trigger refused: the Linear app is revoked; it is kept and runs after `edge-worker reinstate`"
+)
 
 
 def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
@@ -81,11 +99,30 @@ class Dispatcher:
             queue = await DBOS.retrieve_queue_async(TRIGGER_QUEUE)
             assert queue is not None, "trigger queue not registered"
             stamps: list[tuple[int, str]] = []
+            revoked = await asyncio.to_thread(self._revoked)
             for row in rows:
                 trigger = trigger_of(row)
+                scope = lifecycle_scope(trigger.get("context"))
+                if scope == SCOPE_APP_REVOKED and not revoked:
+                    await asyncio.to_thread(self._mark_revoked, trigger)
+                    revoked = True
+                    log.error(APP_REVOKED_LOG, delivery_id=row.delivery_id)
+                if scope is None and revoked:
+                    # Kept, not lost: ``edge-worker reinstate`` puts it back in the outbox.
+                    log.warning(
+                        TRIGGER_REFUSED_LOG,
+                        issue=row.issue_identifier or row.issue_id,
+                        kind=row.decision,
+                        delivery_id=row.delivery_id,
+                    )
+                    stamps.append((row.seq, REFUSED_WORKFLOW_ID))
+                    continue
                 workflow_id = trigger_workflow_id(trigger["dedupe_key"])
                 with SetWorkflowID(workflow_id):
-                    await queue.enqueue_async(handle_trigger, trigger)
+                    if scope is None:
+                        await queue.enqueue_async(handle_trigger, trigger)
+                    else:
+                        await queue.enqueue_async(handle_lifecycle, trigger)
                 stamps.append((row.seq, workflow_id))
             # One transaction for the batch: each stamp is a write on the file intake
             # commits to. A crash before it only means enqueuing again, which is a no-op.
@@ -95,6 +132,19 @@ class Dispatcher:
     def _pending(self) -> list[sa.Row[Any]]:
         with self._engine.connect() as conn:
             return pending_dispatch(conn)
+
+    def _revoked(self) -> bool:
+        with self._engine.connect() as conn:
+            return access.is_revoked(conn)
+
+    def _mark_revoked(self, trigger: dict[str, Any]) -> None:
+        context = trigger.get("context") or {}
+        with self._engine.begin() as conn:
+            access.mark_revoked(
+                conn,
+                reason=str(trigger.get("reason") or "the Linear app was revoked"),
+                oauth_client_id=context.get("oauth_client_id"),
+            )
 
     def _stamp(self, stamps: list[tuple[int, str]]) -> None:
         with self._engine.begin() as conn:

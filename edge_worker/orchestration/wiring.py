@@ -1,9 +1,10 @@
 """Build the adapters the workflows use from the settings, once per process.
 
 Contract: ``build_adapters(settings, engine)`` returns :class:`Adapters` holding the Linear
-client, the activity coalescer, the planner, every configured executor (Codegen only when
-its org id and token are set; the local CLIs always, since a missing binary is reported
-per run), the cost ledger and the price table. ``aclose()`` releases network clients.
+client (sharing its client-credentials token through ``engine``), the activity coalescer,
+the planner, every configured executor (Codegen only when its org id and token are set;
+the local CLIs always, since a missing binary is reported per run), the cost ledger and
+the price table. ``aclose()`` releases network clients.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge_worker.linear.client import LinearClient
 from edge_worker.linear.clock import SystemClock
 from edge_worker.orchestration.planner import Planner, build_planner
 from edge_worker.settings import Settings
+from edge_worker.storage.tokens import SharedTokenStore
 
 Pricer = Callable[[str | None, Usage], float | None]
 
@@ -74,8 +76,19 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
     # The daemon's work waits out a Linear outage (unreachable, 5xx) rather than failing
     # every issue in flight: retried for as long as the patience allows, at most a minute
     # apart. Steps are safe to repeat (client-chosen ids), so a retry never duplicates.
+    # Linear keeps one client-credentials token per app: the daemons on this database
+    # share it instead of each fetching its own (and revoking the others').
+    credentials = settings.linear
+    token_store = (
+        SharedTokenStore(engine, credentials.client_id, clock=SystemClock())
+        if credentials.api_key is None
+        and credentials.client_id
+        and credentials.client_secret is not None
+        else None
+    )
     linear = LinearClient(
         settings.linear,
+        token_store=token_store,
         transient_attempts=None,
         transient_timeout=settings.linear.outage_patience_seconds,
         transient_wait_max=60.0,

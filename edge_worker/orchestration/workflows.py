@@ -649,6 +649,12 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
     try:
         return await _orchestrate(o)
     except Exception as exc:  # every run ends with a terminal update, never "working"
+        if o.stopped_by is not None:
+            # Stopped as asked; only the last words could not reach Linear (an issue
+            # deleted, or the app revoked, refuses them). Nothing more to say there.
+            log.warning("stopped; the final report could not be written", error=repr(exc))
+            await steps.set_state_step(o.issue_id, workflow_id, "stopped", detail=repr(exc)[:500])
+            return "stopped"
         log.error("orchestration failed", error=repr(exc))
         await steps.set_state_step(o.issue_id, workflow_id, "failed", detail=repr(exc)[:500])
         text = texts.CRASHED.format(error=type(exc).__name__)

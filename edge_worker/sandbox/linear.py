@@ -12,17 +12,24 @@ Contract:
   problem, and so are variables the schema's input types refuse. When the schema file is
   absent the stand-in logs a warning and serves a small built-in subset unvalidated.
 - Auth is required: ``Authorization: <api key>`` or ``Bearer <token>`` (tokens issued by
-  ``/oauth/token`` or given at construction); otherwise 401. :meth:`revoke_tokens` makes
-  issued tokens fail as if expired.
+  ``/oauth/token`` or given at construction); otherwise 401. As Linear, it keeps one
+  active client-credentials token per client: issuing a new one revokes the one before
+  (:attr:`token_requests` counts the grants). :meth:`revoke_tokens` makes issued tokens
+  fail as if expired.
 - Every response carries ``X-RateLimit-Requests-*`` and complexity headers from a
   sliding hour of ``requests_per_hour``; past it, or when scripted with
   :meth:`fail_next`, the answer is a ``RATELIMITED`` error (HTTP 400 or 429) or a 5xx.
+  :meth:`limit_endpoint` gives one operation its own lower hourly limit, reported with
+  ``X-RateLimit-Endpoint-Requests-*`` and ``X-RateLimit-Endpoint-Name`` and refused
+  (``RATELIMITED``) past it, as Linear does for some queries and mutations.
 - Every GraphQL request is recorded (:attr:`requests`: operation name, variables, time,
   status); :meth:`operation_counts` counts them per operation name.
 - Client-chosen ids are enforced unique: a create reusing one is refused like Linear
   refuses it; turning that into success is the client's job.
-- ``issue_assigned`` / ``agent_session_created`` / ``agent_session_prompted`` /
-  ``comment_created`` / ``assignment_notification`` update the data as Linear would and
+- ``issue_assigned`` / ``issue_undelegated`` / ``issue_deleted`` /
+  ``agent_session_created`` / ``agent_session_prompted`` / ``comment_created`` /
+  ``assignment_notification`` / ``team_access_removed`` / ``app_revoked`` (undone by
+  ``app_reinstalled``) update the data as Linear would and
   return a :class:`WebhookDelivery` (built with ``edge_worker.sandbox.payloads``) that
   :func:`send_webhook` / :func:`asend_webhook` sign and POST to a daemon URL.
 """
@@ -178,17 +185,20 @@ class LinearStandIn:
             raise FileNotFoundError(f"Linear schema not found at {schema_path}")
         self.api_keys = set(api_keys)
         self.access_tokens = set(access_tokens)
-        self._issued_tokens: set[str] = set()
+        self._issued_tokens: dict[str, str] = {}  # token -> the client it was issued to
         self.oauth_clients = dict(
             oauth_clients
             if oauth_clients is not None
             else {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
         )
+        self._revoked_clients: dict[str, str] = {}
         self.token_lifetime_seconds = token_lifetime_seconds
         self.token_requests = 0
         self.requests_per_hour = requests_per_hour
         self.requests: list[RecordedRequest] = []
         self._window: deque[float] = deque()
+        self._endpoint_limits: dict[str, int] = {}
+        self._endpoint_windows: dict[str, deque[float]] = {}
         self._failures: deque[_Failure] = deque()
         self._lock = threading.RLock()
         self.app = Starlette(
@@ -236,6 +246,12 @@ class LinearStandIn:
                     kind, status or default_status, reset_in, retry_after, after_processing
                 )
                 self._failures.append(failure)
+
+    def limit_endpoint(self, operation: str, requests_per_hour: int) -> None:
+        """Give ``operation`` its own sliding-hour limit of ``requests_per_hour``."""
+        with self._lock:
+            self._endpoint_limits[operation] = requests_per_hour
+            self._endpoint_windows.setdefault(operation, deque())
 
     def revoke_tokens(self) -> None:
         """Make every OAuth token issued so far fail with 401, as if it had expired."""
@@ -290,11 +306,32 @@ class LinearStandIn:
             "X-Complexity": "1",
         }
 
+    def _endpoint_headers(self, operation: str, now: float) -> dict[str, str]:
+        window = self._endpoint_windows[operation]
+        while window and window[0] <= now - 3600:
+            window.popleft()
+        limit = self._endpoint_limits[operation]
+        reset_at = (window[0] + 3600) if window else now + 3600
+        return {
+            "X-RateLimit-Endpoint-Name": operation,
+            "X-RateLimit-Endpoint-Requests-Limit": str(limit),
+            "X-RateLimit-Endpoint-Requests-Remaining": str(max(0, limit - len(window))),
+            "X-RateLimit-Endpoint-Requests-Reset": str(int(reset_at * 1000)),
+        }
+
     def _ratelimited(
-        self, now: float, status: int, reset_in: float, retry: float | None
+        self,
+        now: float,
+        status: int,
+        reset_in: float,
+        retry: float | None,
+        endpoint: dict[str, str] | None = None,
     ) -> Response:
-        headers = self._rate_headers(now, exhausted=True)
-        headers["X-RateLimit-Requests-Reset"] = str(int((now + reset_in) * 1000))
+        headers = self._rate_headers(now, exhausted=endpoint is None)
+        if endpoint is None:
+            headers["X-RateLimit-Requests-Reset"] = str(int((now + reset_in) * 1000))
+        else:
+            headers.update(endpoint)
         if retry is not None:
             headers["Retry-After"] = str(int(retry))
         body = {
@@ -371,8 +408,16 @@ class LinearStandIn:
         if headers["X-RateLimit-Requests-Remaining"] == "0":
             reset_in = float(headers["X-RateLimit-Requests-Reset"]) / 1000 - now
             return self._ratelimited(now, 400, reset_in, None), operation, variables
+        endpoint: dict[str, str] = {}
+        if operation is not None and operation in self._endpoint_limits:
+            endpoint = self._endpoint_headers(operation, now)
+            if endpoint["X-RateLimit-Endpoint-Requests-Remaining"] == "0":
+                response = self._ratelimited(now, 400, 0.0, None, endpoint)
+                return response, operation, variables
+            self._endpoint_windows[operation].append(now)
+            endpoint = self._endpoint_headers(operation, now)
         self._window.append(now)
-        headers = self._rate_headers(now)
+        headers = {**self._rate_headers(now), **endpoint}
 
         # Against Linear's schema when present; against the built-in subset otherwise,
         # which only keeps the executor from running a malformed document.
@@ -453,7 +498,10 @@ class LinearStandIn:
                     status_code=401,
                 )
             token = "lin_oauth_" + secrets.token_hex(16)
-            self._issued_tokens.add(token)
+            # One active token per client: the new one revokes the one before.
+            for earlier in [t for t, c in self._issued_tokens.items() if c == client_id]:
+                del self._issued_tokens[earlier]
+            self._issued_tokens[token] = client_id
             return JSONResponse(
                 {
                     "access_token": token,
@@ -543,6 +591,52 @@ class LinearStandIn:
                 signal=signal,
             )
         return WebhookDelivery("AgentSessionEvent", payload)
+
+    def issue_undelegated(self, issue_id: str) -> WebhookDelivery:
+        """Take the issue away from the agent (delegate cleared); the ``Issue`` webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            issue.delegate_id = None
+            state = self.store.states[issue.state_id]
+            payload = payloads.issue_unassigned(
+                issue.id,
+                self.store.agent.id,
+                actor_id=self.store.human.id,
+                field="delegateId",
+                state_type=state.type,
+                **self._issue_fields(issue),
+            )
+        return WebhookDelivery("Issue", payload)
+
+    def issue_deleted(self, issue_id: str) -> WebhookDelivery:
+        """Delete the issue (reads and writes on it fail from now); the ``Issue`` remove
+        webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            del self.store.issues[issue.id]
+            payload = payloads.issue_removed(issue.id, actor_id=self.store.human.id)
+        return WebhookDelivery("Issue", payload)
+
+    def team_access_removed(self, team_id: str) -> WebhookDelivery:
+        """The ``PermissionChange`` webhook for the agent losing access to a team."""
+        with self._lock:
+            payload = payloads.permission_change(self.store.agent.id, removed_team_ids=[team_id])
+        return WebhookDelivery("PermissionChange", payload)
+
+    def app_revoked(self, client_id: str = DEFAULT_CLIENT_ID) -> WebhookDelivery:
+        """Revoke the OAuth app: its tokens fail with 401 and its grants are refused
+        until :meth:`app_reinstalled`; the ``OAuthApp`` revoked webhook."""
+        with self._lock:
+            self._revoked_clients[client_id] = self.oauth_clients.pop(client_id)
+            for token in [t for t, c in self._issued_tokens.items() if c == client_id]:
+                del self._issued_tokens[token]
+            payload = payloads.oauth_app_revoked(client_id)
+        return WebhookDelivery("OAuthApp", payload)
+
+    def app_reinstalled(self, client_id: str = DEFAULT_CLIENT_ID) -> None:
+        """Install the revoked app again: its client credentials work again."""
+        with self._lock:
+            self.oauth_clients[client_id] = self._revoked_clients.pop(client_id)
 
     def comment_created(
         self, issue_id: str, body: str, *, user_id: str | None = None

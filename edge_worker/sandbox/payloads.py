@@ -2,7 +2,8 @@
 
 Each builder fills every non-null field of the corresponding webhook type in Linear's
 schema (``EntityWebhookPayload`` + ``IssueWebhookPayload``, ``CommentWebhookPayload``,
-``AgentSessionEventWebhookPayload``, ``AppUserNotificationWebhookPayload``), so a test
+``AgentSessionEventWebhookPayload``, ``AppUserNotificationWebhookPayload``,
+``AppUserTeamAccessChangedWebhookPayload``, ``OAuthAppWebhookPayload``), so a test
 that feeds them to the daemon exercises the real shape, not an invented one.
 ``tests/test_payloads_schema.py`` checks that claim against the schema file.
 """
@@ -323,4 +324,44 @@ def notification(
             "actor": user(actor_id),
             "userId": agent_user_id,
         },
+    }
+
+
+def permission_change(
+    agent_user_id: str,
+    *,
+    added_team_ids: list[str] | None = None,
+    removed_team_ids: list[str] | None = None,
+    all_public_teams: bool = False,
+    timestamp_ms: float | None = None,
+) -> dict[str, Any]:
+    """``PermissionChange``/``teamAccessChanged`` (``AppUserTeamAccessChangedWebhookPayload``):
+    teams added to or removed from the app user's access."""
+    return {
+        "type": "PermissionChange",
+        "action": "teamAccessChanged",
+        "appUserId": agent_user_id,
+        "oauthClientId": OAUTH_CLIENT_ID,
+        "organizationId": ORG_ID,
+        "addedTeamIds": list(added_team_ids or []),
+        "removedTeamIds": list(removed_team_ids or []),
+        "canAccessAllPublicTeams": all_public_teams,
+        "createdAt": _iso(),
+        "webhookId": WEBHOOK_ID,
+        "webhookTimestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
+    }
+
+
+def oauth_app_revoked(
+    oauth_client_id: str = OAUTH_CLIENT_ID, *, timestamp_ms: float | None = None
+) -> dict[str, Any]:
+    """``OAuthApp``/``revoked`` (``OAuthAppWebhookPayload``): the app was revoked."""
+    return {
+        "type": "OAuthApp",
+        "action": "revoked",
+        "oauthClientId": oauth_client_id,
+        "organizationId": ORG_ID,
+        "createdAt": _iso(),
+        "webhookId": WEBHOOK_ID,
+        "webhookTimestamp": timestamp_ms if timestamp_ms is not None else now_ms(),
     }

@@ -3,6 +3,7 @@
 Contract:
 - ``METADATA`` holds every table the daemon owns; modules declare their tables on it and
   ``create_engine_for(url)`` + ``create_tables(engine)`` make them exist (idempotently).
+- Daemons starting together on one PostgreSQL database create the tables in turn.
 - SQLite is opened in WAL mode with ``synchronous=FULL`` and a busy timeout, so a commit
   survives a killed process and concurrent writers wait instead of failing.
 """
@@ -52,8 +53,19 @@ def create_engine_for(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(engine_url, pool_pre_ping=True, **kwargs)
 
 
+# pg_advisory_xact_lock key serialising schema creation ("ew-schema" as an integer).
+_SCHEMA_LOCK_KEY = 0x65772D736368656D
+
+
 def create_tables(engine: sa.Engine) -> None:
-    """Create every table in ``METADATA`` that does not exist yet."""
+    """Create every table in ``METADATA`` that does not exist yet.
+
+    On PostgreSQL daemons starting together take turns (an advisory lock held for the
+    transaction): two concurrent ``CREATE TABLE`` of the same table would fail one start.
+    """
     import edge_worker.storage.tables  # noqa: F401  (registers the tables on METADATA)
 
-    METADATA.create_all(engine)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        METADATA.create_all(conn)

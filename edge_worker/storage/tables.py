@@ -3,5 +3,7 @@
 from __future__ import annotations
 
 import edge_worker.costs.ledger
+import edge_worker.storage.access
 import edge_worker.storage.events
+import edge_worker.storage.tokens
 import edge_worker.storage.work  # noqa: F401

@@ -2,7 +2,8 @@
 
 Order of checks (each refusal logged once with the delivery id and the reason, never the
 secret or the body): draining 503; body over the cap 413 (without reading the rest);
-signature 401; not a JSON object 400; stale or future timestamp 401. Then the event is
+signature 401; not a JSON object 400; missing, stale or future ``webhookTimestamp`` in the
+signed body 401 (the unsigned ``Linear-Timestamp`` header is never read). Then the event is
 classified and committed, and only then answered 200 with ``accepted``, ``duplicate`` or
 ``ignored``; a store that cannot commit answers 503 so Linear retries.
 """
@@ -20,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from edge_worker.storage.events import EventRecord, IntakeWriter, StoreUnavailable
+from edge_worker.webhooks.lifecycle import issue_team_id
 from edge_worker.webhooks.triggers import Decision, Kind, Rules, classify
-from edge_worker.webhooks.verify import event_timestamp_ms, freshness_problem, signature_matches
+from edge_worker.webhooks.verify import body_freshness_problem, signature_matches
 
 log = structlog.get_logger(__name__)
 
@@ -102,8 +104,7 @@ class WebhookIntake:
             return _refuse(400, delivery, "body is not JSON"), "400"
         if not isinstance(payload, dict):
             return _refuse(400, delivery, "body is not a JSON object"), "400"
-        stamp = event_timestamp_ms(payload, request.headers.get("linear-timestamp"))
-        if problem := freshness_problem(stamp, self._clock() * 1000.0, self._tolerance):
+        if problem := body_freshness_problem(payload, self._clock() * 1000.0, self._tolerance):
             return _refuse(401, delivery, problem), "401"
         if not delivery:
             delivery = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -133,7 +134,7 @@ class WebhookIntake:
             action=str(payload.get("action"))[:100],
             issue_id=decision.issue_id,
             issue_identifier=decision.issue_identifier,
-            detail=_detail(decision) if decision.acts else None,
+            detail=_detail(decision, payload) if decision.acts else None,
         )
         # The delivery id and issue are passed to the two lines below, not bound with
         # contextvars: binding cost more than the rest of the logging at load.
@@ -157,8 +158,10 @@ class WebhookIntake:
         return response, outcome
 
 
-def _detail(decision: Decision) -> dict[str, Any]:
+def _detail(decision: Decision, payload: dict[str, Any]) -> dict[str, Any]:
     return {
+        # The issue's team: a PermissionChange that removes the team stops its work.
+        "team_id": issue_team_id(payload),
         "session_id": decision.session_id,
         "actor_id": decision.actor_id,
         "actor_name": decision.actor_name,

@@ -89,6 +89,10 @@ def ignore(reason: str, issue: IssueRef | None = None) -> Decision:
 def classify(payload: dict[str, Any], rules: Rules) -> Decision:
     """Decide what ``payload`` (a decoded webhook body) asks of the daemon."""
     event_type = payload.get("type")
+    if event_type in ("PermissionChange", "OAuthApp"):  # install lifecycle: lifecycle.py
+        from edge_worker.webhooks.lifecycle import classify_lifecycle  # (imports this module)
+
+        return classify_lifecycle(payload, rules)
     try:
         if event_type == "AgentSessionEvent":
             return _agent_session_event(AgentSessionEvent.model_validate(payload), rules)

@@ -4,12 +4,17 @@ Linear signs each delivery with ``Linear-Signature``: the hex HMAC-SHA256 of the
 request body under the webhook's signing secret. ``webhookTimestamp`` in the body (ms
 since the epoch) says when it was sent; a delivery more than the tolerance away from now
 is refused, so a captured request cannot be replayed later.
+
+Freshness is read from the signed body only: the ``Linear-Timestamp`` header is not
+covered by the signature, so anyone replaying a captured body could set it to "now". A
+body without ``webhookTimestamp`` is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from typing import Any
 
 
@@ -26,26 +31,39 @@ def signature_matches(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().lower().encode())
 
 
-def event_timestamp_ms(payload: dict[str, Any], header: str | None) -> float | None:
-    """The delivery's timestamp in ms: ``webhookTimestamp`` from the body, else the header.
+MISSING_TIMESTAMP = "missing webhookTimestamp in the signed body"
+BAD_TIMESTAMP = "webhookTimestamp is not a number of milliseconds"
 
-    Returns ``None`` when neither is present or parseable.
-    """
+
+def event_timestamp_ms(payload: dict[str, Any]) -> float | None:
+    """The signed body's ``webhookTimestamp`` in ms, or ``None`` when absent or unusable."""
     candidate: Any = payload.get("webhookTimestamp")
-    if candidate is None:
-        candidate = header
-    if isinstance(candidate, bool):
+    if isinstance(candidate, bool) or not isinstance(candidate, int | float):
         return None
-    try:
-        return float(candidate) if candidate is not None else None
-    except (TypeError, ValueError):
-        return None
+    value = float(candidate)
+    return value if math.isfinite(value) else None
+
+
+def body_freshness_problem(
+    payload: dict[str, Any], now_ms: float, tolerance_s: float
+) -> str | None:
+    """Why the signed body ``payload`` is not fresh, or ``None`` when it is.
+
+    Missing, non-numeric, stale or future ``webhookTimestamp`` values each have their own
+    one-line reason (the answer's ``error``).
+    """
+    if "webhookTimestamp" not in payload or payload["webhookTimestamp"] is None:
+        return MISSING_TIMESTAMP
+    stamp = event_timestamp_ms(payload)
+    if stamp is None:
+        return BAD_TIMESTAMP
+    return freshness_problem(stamp, now_ms, tolerance_s)
 
 
 def freshness_problem(timestamp_ms: float | None, now_ms: float, tolerance_s: float) -> str | None:
     """Why a delivery is not fresh, or ``None`` when it is within the tolerance."""
     if timestamp_ms is None:
-        return "missing webhookTimestamp"
+        return MISSING_TIMESTAMP
     skew_s = (now_ms - timestamp_ms) / 1000.0
     if skew_s > tolerance_s:
         return f"stale by {skew_s:.0f}s"
