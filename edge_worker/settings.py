@@ -168,6 +168,18 @@ class Repository(BaseModel):
     labels: list[str] = []
 
 
+class AttachmentSettings(BaseModel):
+    """Files attached to issues: what is fetched (with the Linear token) and how much."""
+
+    max_bytes: int = Field(3_000_000, ge=0)
+    """Per file; a larger file is not fetched and the report says so."""
+    max_files: int = Field(10, ge=0)
+    upload_hosts: CommaList = ["uploads.linear.app"]
+    """Hosts (``host`` or ``host:port``) the Linear token may be sent to for a file."""
+
+    _split = field_validator("upload_hosts", mode="before")(_split_commas)
+
+
 class WorktreeSettings(BaseModel):
     """Where local executors work."""
 
@@ -217,6 +229,7 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = AnthropicSettings()
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

@@ -138,6 +138,10 @@ class LinearClient:
         self._viewer: Viewer | None = None
         self._known_marked_comments: set[str] = set()
 
+    async def authorization(self) -> str:
+        """The current ``Authorization`` header value (for fetching Linear uploads)."""
+        return await self._auth.authorization()
+
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""
         if self._owns_http:

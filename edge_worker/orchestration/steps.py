@@ -277,10 +277,21 @@ async def money_step(issue_id: str) -> dict[str, Any]:
 async def start_run_step(executor: str, task: dict[str, Any]) -> dict[str, Any]:
     """Start a run; ``{"unavailable": reason}`` when the executor cannot take work."""
     try:
-        handle = await adapters().executors[executor].start(Task.model_validate(task))
+        ready = await _with_files_here(Task.model_validate(task))
+        handle = await adapters().executors[executor].start(ready)
     except ExecutorUnavailable as exc:
         return {"unavailable": exc.reason}
     return {"handle": handle.model_dump(mode="json")}
+
+
+async def _with_files_here(task: Task) -> Task:
+    """``task`` with the issue's files present on this host (the sub-task may run on another
+    daemon than the one that fetched them): missing ones are fetched again, or left out."""
+    if not task.attachments:
+        return task
+    from edge_worker.orchestration.attachment_steps import ensure_files
+
+    return task.model_copy(update={"attachments": await ensure_files(task.attachments)})
 
 
 @DBOS.step()
@@ -318,10 +329,11 @@ async def resume_run_step(
     executor: str, handle: dict[str, Any], task: dict[str, Any], feedback: str
 ) -> dict[str, Any]:
     """Continue the same executor session with feedback; returns the new handle."""
+    ready = await _with_files_here(Task.model_validate(task))
     new = (
         await adapters()
         .executors[executor]
-        .resume(RunHandle.model_validate(handle), Task.model_validate(task), feedback)
+        .resume(RunHandle.model_validate(handle), ready, feedback)
     )
     return new.model_dump(mode="json")
 
