@@ -17,6 +17,10 @@ Contract:
 - Every response carries ``X-RateLimit-Requests-*`` and complexity headers from a
   sliding hour of ``requests_per_hour``; past it, or when scripted with
   :meth:`fail_next`, the answer is a ``RATELIMITED`` error (HTTP 400 or 429) or a 5xx.
+- Uploaded files (:meth:`LinearStore.add_upload`, linked from descriptions, comments or
+  attachments) are served at ``GET /uploads/...`` to requests with the same
+  ``Authorization`` the API takes (401 otherwise, 404 for an unknown file); each fetch is
+  recorded in :attr:`upload_requests`.
 - Every GraphQL request is recorded (:attr:`requests`: operation name, variables, time,
   status); :meth:`operation_counts` counts them per operation name.
 - Client-chosen ids are enforced unique: a create reusing one is refused like Linear
@@ -188,6 +192,8 @@ class LinearStandIn:
         self.token_requests = 0
         self.requests_per_hour = requests_per_hour
         self.requests: list[RecordedRequest] = []
+        self.upload_requests: list[tuple[str, int, str | None]] = []
+        """``(path, status, authorization)`` of every upload fetch."""
         self._window: deque[float] = deque()
         self._failures: deque[_Failure] = deque()
         self._lock = threading.RLock()
@@ -195,6 +201,7 @@ class LinearStandIn:
             routes=[
                 Route("/graphql", self._graphql, methods=["POST"]),
                 Route("/oauth/token", self._token, methods=["POST"]),
+                Route("/uploads/{path:path}", self._upload, methods=["GET"]),
             ]
         )
 
@@ -434,6 +441,20 @@ class LinearStandIn:
         status = 200 if result.data is not None else max(statuses, default=400)
         return JSONResponse(payload, status_code=status, headers=headers)
 
+    async def _upload(self, request: Request) -> Response:
+        path = request.url.path
+        authorization = request.headers.get("authorization")
+        with self._lock:
+            upload = self.store.uploads.get(path)
+            if not self._authorized(authorization):
+                status = 401
+            else:
+                status = 200 if upload is not None else 404
+            self.upload_requests.append((path, status, authorization))
+        if status != 200 or upload is None:
+            return Response(status_code=status)
+        return Response(upload.content, media_type=upload.media_type)
+
     async def _token(self, request: Request) -> Response:
         # Parsed by hand: starlette's form parser needs python-multipart, a dependency
         # not worth adding for one urlencoded body.
@@ -495,6 +516,31 @@ class LinearStandIn:
             )
         return WebhookDelivery("Issue", payload)
 
+    def issue_edited(
+        self, issue_id: str, *, title: str | None = None, description: str | None = None
+    ) -> WebhookDelivery:
+        """Change the issue's title and/or description; the ``Issue`` update webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            previous: dict[str, Any] = {}
+            if title is not None:
+                previous["title"], issue.title = issue.title, title
+            if description is not None:
+                previous["description"], issue.description = issue.description, description
+            issue.updated_at = self.store.clock()
+            state = self.store.states[issue.state_id]
+            payload = payloads.issue_edited(
+                issue.id,
+                previous=previous,
+                actor_id=self.store.human.id,
+                state_type=state.type,
+                assignee_id=issue.assignee_id,
+                delegate_id=issue.delegate_id,
+                updated_at=payloads.iso_time(issue.updated_at),
+                **self._issue_fields(issue),
+            )
+        return WebhookDelivery("Issue", payload)
+
     def assignment_notification(self, issue_id: str) -> WebhookDelivery:
         """The ``AppUserNotification`` (``issueAssignedToYou``) for an issue."""
         with self._lock:
@@ -505,7 +551,12 @@ class LinearStandIn:
         return WebhookDelivery("AppUserNotification", payload)
 
     def agent_session_created(
-        self, issue_id: str, *, creator_id: str | None = None
+        self,
+        issue_id: str,
+        *,
+        creator_id: str | None = None,
+        guidance: list[dict[str, Any]] | None = None,
+        previous_comments: list[dict[str, Any]] | None = None,
     ) -> WebhookDelivery:
         """Open an agent session on the issue; the ``AgentSessionEvent``/``created`` webhook.
 
@@ -522,6 +573,8 @@ class LinearStandIn:
                 self.store.agent.id,
                 creator_id=session.creator_id or self.store.human.id,
                 prompt_context=context,
+                guidance=guidance,
+                previous_comments=previous_comments,
                 **fields,
             )
         return WebhookDelivery("AgentSessionEvent", payload)
