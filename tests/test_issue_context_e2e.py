@@ -1,7 +1,8 @@
 """End to end over loopback: the real daemon plans an issue that already has a sub-issue
 and carries an image and a text file. The planner is shown both files and the existing
 sub-issue; its plan reuses the sub-issue (no duplicate is created); the agent finds the
-files in its worktree, and nothing of them is committed."""
+files in its worktree, and nothing of them is committed. An edit of the description
+during the work is acknowledged and reaches the planner and the running agent."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 from edge_worker.sandbox.anthropic import ToolAnswer
 from edge_worker.sandbox.demo_plan import demo_plan
 from edge_worker.sandbox.linear import DEFAULT_API_KEY
-from edge_worker.sandbox.world import SandboxWorld
-from tests.support.e2e import running
+from edge_worker.sandbox.world import SandboxWorld, solved_runs
+from tests.support.e2e import running, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -90,3 +91,42 @@ def test_existing_sub_issue_is_reused_and_files_reach_planner_and_agent(tmp_path
             check=True,
         ).stdout
         assert "calc/add.py" in committed and ".edge-worker" not in committed
+
+
+def test_an_edit_during_the_work_is_acknowledged_and_reaches_planner_and_agent(
+    tmp_path: Path,
+) -> None:
+    plan = demo_plan(sys.executable)
+    add = next(s for s in plan["subtasks"] if s["key"] == "add-function")
+    with SandboxWorld(tmp_path / "world", plan={"summary": "Add.", "subtasks": [add]}) as world:
+        # The first run changes nothing and takes a while (the edit arrives meanwhile);
+        # the second, resumed with the verification evidence and the edit, does the work.
+        runs = solved_runs("add-function", failures_first=1)
+        runs["runs"][0]["delay_seconds"] = 3.0
+        world.tasks["add-function"] = runs
+        issue_id = world.new_issue()
+        identifier = world.linear.store.find_issue(issue_id).identifier
+        with running(world, tmp_path / "state") as e2e:
+            e2e.assign(issue_id)
+            wait_until(lambda: e2e.agent_calls(identifier, "add-function"), 60)
+            e2e.send(world.linear.issue_edited(issue_id, description=NEW_DESCRIPTION))
+            wait_until(lambda: acknowledged(world, issue_id), 30)
+            assert e2e.wait_end(issue_id) == "done", e2e.log()[-4000:]
+
+        calls = e2e.agent_calls(identifier, "add-function")
+        assert len(calls) == 2
+        assert NEW_DESCRIPTION not in calls[0]["prompt"]
+        assert "New description:" in calls[1]["prompt"] and NEW_DESCRIPTION in calls[1]["prompt"]
+        later = [r.body["messages"][0]["content"] for r in world.anthropic.successful_requests[1:]]
+        assert later and all(NEW_DESCRIPTION in str(content) for content in later)
+        assert "The issue's description changed during the work" in e2e.report(issue_id)
+
+
+NEW_DESCRIPTION = "Also accept negative numbers in add()."
+
+
+def acknowledged(world: SandboxWorld, issue_id: str) -> bool:
+    return any(
+        "description changed while I work on it" in c.body
+        for c in world.linear.store.comments_on(issue_id)
+    )
