@@ -464,3 +464,37 @@ def test_an_edit_becomes_a_thought_and_feedback_with_the_new_text() -> None:
 def test_demo_plan_still_validates_with_the_reuses_field() -> None:
     plan = validate_plan(demo_plan(sys.executable), max_subtasks=8)
     assert all(s.reuses is None for s in plan.subtasks)
+
+
+def test_codex_gets_the_worktree_images_as_image_input(tmp_path: Path) -> None:
+    from edge_worker.executors.codex import CodexExecutor
+    from edge_worker.executors.worktrees import WorktreeManager
+    from edge_worker.sandbox.fake_codex import parse
+    from edge_worker.settings import CodexSettings
+
+    (tmp_path / "shot.png").write_bytes(PNG)
+    (tmp_path / "log.txt").write_text("log")
+    files = [
+        TaskAttachment(name="shot.png", path=str(tmp_path / "shot.png"), media_type="image/png"),
+        TaskAttachment(name="log.txt", path=str(tmp_path / "log.txt"), media_type="text/plain"),
+    ]
+    workdir = tmp_path / "wt"
+    place_attachments(workdir, files)
+    task = Task(
+        issue_id="i",
+        issue_identifier="ENG-1",
+        key="k",
+        title="t",
+        description="d",
+        attachments=files,
+    )
+    executor = CodexExecutor(
+        CodexSettings(binary="codex"), WorktreeManager(tmp_path / "trees"), pricer=lambda m, u: None
+    )
+    argv = executor.build_argv(task, workdir=workdir, prompt="# Task", resume_session=None)
+    image = str(workdir / ".edge-worker/attachments/shot.png")
+    assert f"--image={image}" in argv and argv[-1] == "# Task"
+    parsed = parse(argv[1:])  # the stand-in CLI accepts it, prompt intact
+    assert isinstance(parsed, dict) and parsed["images"] == [image] and parsed["prompt"] == "# Task"
+    resumed = executor.build_argv(task, workdir=workdir, prompt="more", resume_session="t-1")
+    assert not any(a.startswith("--image") for a in resumed)

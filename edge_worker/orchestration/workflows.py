@@ -727,6 +727,9 @@ async def _orchestrate(o: _Orchestration) -> str:
         await o.say("elicitation", texts.NO_REPOSITORY.format(reason=route.reason, choices=choices))
         await steps.set_state_step(o.issue_id, workflow_id, "waiting")
         reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+        while reply is not None and (edit := edits.edit_of(reply)) is not None:
+            edits.apply_to_snapshot(o.snapshot["issue"], edit)  # an edit is not the answer
+            reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
         if reply is None or reply.get("kind") == "stop":
             if reply is not None:
                 o.stopped_by = reply.get("actor_name") or "a user"
@@ -1210,6 +1213,7 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
         elif (edit := edits.edit_of(message)) is not None:
             budget_reason = await _issue_edited(o, edit, message, budget_reason)
+            asked_budget = False  # an edit is no answer to a budget question: ask again
         elif message.get("kind") == "follow_up":
             was_blocked = budget_reason is not None
             budget_reason = await _follow_up(o, message, budget_reason)
