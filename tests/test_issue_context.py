@@ -498,3 +498,17 @@ def test_codex_gets_the_worktree_images_as_image_input(tmp_path: Path) -> None:
     assert isinstance(parsed, dict) and parsed["images"] == [image] and parsed["prompt"] == "# Task"
     resumed = executor.build_argv(task, workdir=workdir, prompt="more", resume_session="t-1")
     assert not any(a.startswith("--image") for a in resumed)
+
+
+def test_a_sub_issue_an_earlier_run_created_for_the_same_key_counts_as_reused() -> None:
+    from edge_worker.orchestration.existing import subtask_issue_id
+
+    earlier = ExistingSubIssue(
+        id=subtask_issue_id("parent-1", "add-function"), identifier="ENG-7", title="Add calc.add"
+    )
+    plan = validate_plan(one_task_plan(), max_subtasks=8)
+    assert bindings(plan.subtasks, [earlier], "parent-1") == {"add-function": earlier}
+    assert bindings(plan.subtasks, [earlier]) == {}
+    assert reuse_note(plan, [earlier], "parent-1") == (
+        "Existing sub-issues reused: ENG-7 (as `add-function`)."
+    )

@@ -68,8 +68,10 @@ async def fetch_upload(
                     out.write(chunk)
             partial.replace(dest)
             return written, response.headers.get("content-type")
-    except httpx.HTTPError as exc:
-        raise UploadFailed(type(exc).__name__) from None
+    except httpx.TimeoutException:
+        raise UploadFailed("Linear did not answer in time") from None
+    except httpx.HTTPError:
+        raise UploadFailed("Linear could not be reached") from None
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)

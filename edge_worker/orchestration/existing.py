@@ -9,7 +9,9 @@ Contract:
 - :func:`reuse_problems` lists what is wrong with a plan's ``reuses`` (an identifier that
   is not an existing sub-issue, one sub-issue reused twice), in words the planner can act
   on when re-asked; empty when all is well.
-- :func:`bindings` maps sub-task keys to the existing sub-issues they reuse.
+- :func:`bindings` maps sub-task keys to the existing sub-issues they reuse: named in
+  ``reuses``, or (given ``parent_id``) the sub-issue an earlier run created for the same
+  key under its deterministic id, which creating it again would find anyway.
 - :func:`reuse_note` is the report's one-paragraph account of what was reused and what
   was left alone (``None`` when the issue had no sub-issues).
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from edge_worker.ids import stable_uuid4
 from edge_worker.orchestration.plan import Plan, Subtask
 
 REUSED_TEXT = "Existing sub-issues reused: {items}."
@@ -84,22 +87,36 @@ def reuse_problems(plan: Plan, existing: Sequence[ExistingSubIssue]) -> list[str
 
 
 def bindings(
-    subtasks: Iterable[Subtask], existing: Sequence[ExistingSubIssue]
+    subtasks: Iterable[Subtask], existing: Sequence[ExistingSubIssue], parent_id: str | None = None
 ) -> dict[str, ExistingSubIssue]:
     """``{sub-task key: the existing sub-issue it reuses}`` (unknown identifiers ignored)."""
     known = _index(existing)
+    by_id = {sub.id: sub for sub in existing}
     bound: dict[str, ExistingSubIssue] = {}
     for subtask in subtasks:
-        if subtask.reuses and (found := known.get(subtask.reuses.strip().upper())):
+        if subtask.reuses:
+            found = known.get(subtask.reuses.strip().upper())
+        elif parent_id is not None:
+            found = by_id.get(subtask_issue_id(parent_id, subtask.key))
+        else:
+            found = None
+        if found is not None:
             bound[subtask.key] = found
     return bound
 
 
-def reuse_note(plan: Plan, existing: Sequence[ExistingSubIssue]) -> str | None:
+def subtask_issue_id(parent_id: str, key: str) -> str:
+    """The client-chosen id of the sub-issue created for sub-task ``key`` of ``parent_id``."""
+    return stable_uuid4(parent_id, "subtask", key)
+
+
+def reuse_note(
+    plan: Plan, existing: Sequence[ExistingSubIssue], parent_id: str | None = None
+) -> str | None:
     """What the plan did with the existing sub-issues, for the report."""
     if not existing:
         return None
-    bound = bindings(plan.subtasks, existing)
+    bound = bindings(plan.subtasks, existing, parent_id)
     used = {sub.id for sub in bound.values()}
     parts = []
     if bound:

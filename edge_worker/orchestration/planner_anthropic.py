@@ -6,7 +6,8 @@ Contract:
   ``input_schema`` is the plan's JSON schema, forced with
   ``tool_choice: {"type": "tool", "name": "submit_plan"}``.
 - Images attached to the issue follow the prompt in the first user message as base64
-  ``image`` blocks (a file that cannot be read is left out and logged).
+  ``image`` blocks (a file that cannot be read, or over the API's 5 MB, is left out and
+  logged).
 - A re-ask continues the conversation: the rejected assistant turn, then a ``tool_result``
   with ``is_error: true`` carrying the validation error (a plain user message when the model
   made no tool call).
@@ -53,6 +54,8 @@ TOOL_DESCRIPTION = (
 )
 RETRY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The API refuses larger images; those are left out (the planner still sees their names)."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,9 @@ def image_blocks(images: Sequence[PlannerImage]) -> list[dict[str, Any]]:
             data = Path(image.path).read_bytes()
         except OSError as exc:
             log.warning("planner_image_unreadable", name=image.name, error=exc.strerror)
+            continue
+        if len(data) > MAX_IMAGE_BYTES:
+            log.warning("planner_image_too_large", name=image.name, size=len(data))
             continue
         source = {
             "type": "base64",

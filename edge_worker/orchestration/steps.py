@@ -32,6 +32,7 @@ from edge_worker.executors.base import (
 from edge_worker.ids import stable_uuid4
 from edge_worker.linear.models import PlanStep
 from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
 from edge_worker.orchestration.planner import PlannerUnavailable, PlanningFailed
 from edge_worker.orchestration.wiring import Adapters
@@ -214,7 +215,7 @@ async def create_subissue_step(
     """Create the sub-issue for a sub-task (client-chosen id: a retry finds, not duplicates)."""
     s = Subtask.model_validate(subtask)
     ref = await adapters().linear.create_issue(
-        id=stable_uuid4(parent_id, "subtask", s.key),
+        id=subtask_issue_id(parent_id, s.key),
         team_id=team_id,
         title=s.title,
         description=render_subissue_description(parent_id, s),

@@ -763,7 +763,7 @@ async def _orchestrate(o: _Orchestration) -> str:
     o.planning_cost = Total.of(planned.get("cost_usd"))
     await _warn_day_once(o)
     o.progress = Progress.start(plan)
-    if note := reuse_note(plan, _existing(o)):
+    if note := reuse_note(plan, _existing(o), o.issue_id):
         o.note(note)
     await _create_subissues(o, plan.subtasks)
     await _publish_plan(o)
@@ -777,9 +777,12 @@ async def _orchestrate(o: _Orchestration) -> str:
 async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
     assert o.progress is not None
     unstarted = o.state_id(type_="unstarted")
-    reused = bindings(subtasks, _existing(o))
+    reused = bindings(subtasks, _existing(o), o.issue_id)
+    taken = {r.sub_issue_id for r in o.progress.tasks.values() if r.sub_issue_id}
     for subtask in subtasks:
-        if (existing := reused.get(subtask.key)) is not None:  # bound, not created
+        existing = reused.get(subtask.key)
+        if existing is not None and existing.id not in taken:  # bound, not created
+            taken.add(existing.id)
             ref = {"id": existing.id, "identifier": existing.identifier, "url": existing.url}
         else:
             ref = await steps.create_subissue_step(
