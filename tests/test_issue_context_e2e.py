@@ -2,7 +2,8 @@
 and carries an image and a text file. The planner is shown both files and the existing
 sub-issue; its plan reuses the sub-issue (no duplicate is created); the agent finds the
 files in its worktree, and nothing of them is committed. An edit of the description
-during the work is acknowledged and reaches the planner and the running agent."""
+during the work is acknowledged and reaches the planner and the running agent. A session
+started in a thread hands its ``previousComments`` and its guidance (team first) on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_worker.sandbox import payloads
 from edge_worker.sandbox.anthropic import ToolAnswer
 from edge_worker.sandbox.demo_plan import demo_plan
 from edge_worker.sandbox.linear import DEFAULT_API_KEY
@@ -130,3 +132,33 @@ def acknowledged(world: SandboxWorld, issue_id: str) -> bool:
         "description changed while I work on it" in c.body
         for c in world.linear.store.comments_on(issue_id)
     )
+
+
+def test_a_session_hands_its_thread_and_guidance_by_origin_to_the_planner(tmp_path: Path) -> None:
+    plan = demo_plan(sys.executable)
+    add = next(s for s in plan["subtasks"] if s["key"] == "add-function")
+    with SandboxWorld(tmp_path / "world", plan={"summary": "Add.", "subtasks": [add]}) as world:
+        issue_id = world.new_issue()
+        team = world.linear.store.team
+        team_payload = payloads.team(team.id, team.key, team.name)
+        delivery = world.linear.agent_session_created(
+            issue_id,
+            guidance=[
+                payloads.guidance_rule("WORKSPACE RULE: write docs."),
+                payloads.guidance_rule(
+                    "TEAM RULE: no docs, tests only.", team_payload=team_payload
+                ),
+            ],
+            previous_comments=[
+                payloads.previous_comment("c-thread", issue_id, "THREAD: the bug is in add().")
+            ],
+        )
+        with running(world, tmp_path / "state") as e2e:
+            e2e.send(delivery)
+            assert e2e.wait_end(issue_id) == "done", e2e.log()[-4000:]
+        text = str(world.anthropic.successful_requests[0].body["messages"][0]["content"])
+        assert 'source="agent_session.previous_comment"' in text
+        assert "THREAD: the bug is in add()." in text
+        # Team guidance first, then the workspace's, each with its origin.
+        assert text.index("TEAM RULE") < text.index("WORKSPACE RULE")
+        assert 'origin="team ENG"' in text and 'origin="workspace"' in text
