@@ -592,6 +592,7 @@ def _context(o: _Orchestration) -> PlanningContext:
     context = o.trigger.get("context") or {}
     guidance = context.get("guidance") or []
     repo = o.trigger.get("_repository") or {}
+    known_comments = {c.get("id") for c in issue.get("comments", [])}
     return PlanningContext(
         issue_id=issue["id"],
         issue_identifier=issue["identifier"],
@@ -604,10 +605,10 @@ def _context(o: _Orchestration) -> PlanningContext:
             ContextComment(author=c.get("user_id") or "integration", body=c["body"])
             for c in issue.get("comments", [])
         ],
-        previous_comments=[
+        previous_comments=[  # the thread's comments the issue's own list does not hold
             ContextComment(author=c.get("userId") or "integration", body=c["body"])
             for c in context.get("previous_comments") or []
-            if c.get("id") not in {k.get("id") for k in issue.get("comments", [])}
+            if c.get("id") not in known_comments
         ],
         existing_subissues=_existing(o),
         attachments=[AttachmentRef.model_validate(a) for a in o.trigger.get("_attachments") or []],
