@@ -512,3 +512,22 @@ def test_a_sub_issue_an_earlier_run_created_for_the_same_key_counts_as_reused() 
     assert reuse_note(plan, [earlier], "parent-1") == (
         "Existing sub-issues reused: ENG-7 (as `add-function`)."
     )
+
+
+async def test_a_body_without_length_is_cut_off_at_the_cap_while_streaming(tmp_path: Path) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b"y" * 1000
+
+    async def endless(request: Any) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    app = Starlette(routes=[Route("/f", endless)])
+    with serve_in_thread(app) as url, pytest.raises(UploadTooLarge) as raised:
+        await fetch_upload(url + "/f", tmp_path / "f.txt", authorization="k", max_bytes=2500)
+    assert raised.value.size > 2500
+    assert list(tmp_path.iterdir()) == []

@@ -53,10 +53,11 @@ def test_existing_sub_issue_is_reused_and_files_reach_planner_and_agent(tmp_path
             "Calculator: add", f"Add `add(a, b)`.\n\n![screen.png]({image_url})\n"
         )
         store.add_attachment(issue.id, "spec.txt", spec_url)
+        store.add_attachment(issue.id, "big.log", world.upload(b"x" * 2000, "text/plain"))
         existing = store.add_issue("Add calc.add(a, b)", "Started earlier.", parent_id=issue.id)
         plan = reuse_plan(existing.identifier)
         world.anthropic.default = ToolAnswer(plan)
-        with running(world, tmp_path / "state") as e2e:
+        with running(world, tmp_path / "state", EDGE_WORKER_ATTACHMENTS__MAX_BYTES="1000") as e2e:
             e2e.assign(issue.id)
             assert e2e.wait_end(issue.id) == "done", e2e.log()[-4000:]
 
@@ -67,6 +68,11 @@ def test_existing_sub_issue_is_reused_and_files_reach_planner_and_agent(tmp_path
         assert "### Result:" in e2e.result_comment(existing.id)
         report = e2e.report(issue.id)
         assert f"Existing sub-issues reused: {existing.identifier} (as `add-function`)" in report
+        # The file over the cap was not fetched, and the report says why and what to set.
+        assert (
+            "Attachment big.log was not fetched: it is 2.0 KB and the limit is 1.0 KB "
+            "(setting EDGE_WORKER_ATTACHMENTS__MAX_BYTES)." in report
+        )
 
         # The planner saw the sub-issue, the text file and the image (as an image block).
         first = world.anthropic.successful_requests[0].body["messages"][0]["content"]
