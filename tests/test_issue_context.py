@@ -531,3 +531,25 @@ async def test_a_body_without_length_is_cut_off_at_the_cap_while_streaming(tmp_p
         await fetch_upload(url + "/f", tmp_path / "f.txt", authorization="k", max_bytes=2500)
     assert raised.value.size > 2500
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cloud_run_is_told_where_the_files_are_on_linear() -> None:
+    from edge_worker.executors.codegen_runs import build_run_prompt
+
+    files = [
+        TaskAttachment(name="shot.png", path="/x/shot.png", url="https://uploads.linear.app/o/1/2")
+    ]
+    task = Task(
+        issue_id="i",
+        issue_identifier="ENG-1",
+        key="k",
+        title="t",
+        description="d",
+        attachments=files,
+    )
+    prompt = build_run_prompt(task)
+    assert "## Files attached to the Linear issue" in prompt
+    assert "- shot.png: https://uploads.linear.app/o/1/2" in prompt
+    assert "/x/shot.png" not in prompt  # the daemon's own paths stay on the daemon
+    bare = task.model_copy(update={"attachments": []})
+    assert "Files attached" not in build_run_prompt(bare)
