@@ -176,6 +176,8 @@ class AttachmentSettings(BaseModel):
     max_files: int = Field(10, ge=0)
     upload_hosts: CommaList = ["uploads.linear.app"]
     """Hosts (``host`` or ``host:port``) the Linear token may be sent to for a file."""
+    keep_days: float = Field(7.0, ge=0)
+    """Fetched files untouched this long are removed at start-up (fetched again if needed)."""
 
     _split = field_validator("upload_hosts", mode="before")(_split_commas)
 

@@ -553,3 +553,18 @@ def test_a_cloud_run_is_told_where_the_files_are_on_linear() -> None:
     assert "/x/shot.png" not in prompt  # the daemon's own paths stay on the daemon
     bare = task.model_copy(update={"attachments": []})
     assert "Files attached" not in build_run_prompt(bare)
+
+
+def test_old_fetched_files_are_swept_and_recent_ones_kept(tmp_path: Path) -> None:
+    import os
+
+    from edge_worker.orchestration.attachment_steps import sweep_attachments
+
+    old, recent = tmp_path / "issue-old", tmp_path / "issue-new"
+    for directory in (old, recent):
+        directory.mkdir()
+        (directory / "a.png").write_bytes(PNG)
+    os.utime(old, (1_000_000, 1_000_000))
+    assert sweep_attachments(tmp_path, keep_days=7) == [old]
+    assert not old.exists() and (recent / "a.png").is_file()
+    assert sweep_attachments(tmp_path / "absent", keep_days=7) == []

@@ -9,12 +9,16 @@ Contract:
 - :func:`ensure_files` fetches again any file missing on this host (a sub-task run
   by another daemon than the one that planned), before an agent is given the files.
 - Nothing here raises for a file: a failed fetch becomes a note, the work goes on.
+- :func:`sweep_attachments` (at start-up) removes issue directories untouched for
+  ``keep_days``; a file needed again later is fetched again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +168,19 @@ async def ensure_files(files: list[TaskAttachment]) -> list[TaskAttachment]:
                 continue
         present.append(file)
     return present
+
+
+def sweep_attachments(root: Path, *, keep_days: float, now: float | None = None) -> list[Path]:
+    """Remove the issue directories under ``root`` not modified for ``keep_days``."""
+    if not root.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - keep_days * 86_400
+    removed = []
+    for directory in root.iterdir():
+        try:
+            if directory.is_dir() and directory.stat().st_mtime < cutoff:
+                shutil.rmtree(directory)
+                removed.append(directory)
+        except OSError as exc:
+            log.warning("attachment_sweep_failed", directory=str(directory), error=exc.strerror)
+    return removed
