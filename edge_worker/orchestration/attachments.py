@@ -40,8 +40,6 @@ TEXT_SUFFIXES = frozenset(
 )
 MAX_TEXT_CHARS = 20_000
 """How much of a text file the planner reads (the agents get the whole file)."""
-WORKTREE_DIR = ".edge-worker/attachments"
-"""Where the files are put in a local agent's worktree (ignored by git)."""
 
 TOO_LARGE_TEXT = (
     "Attachment {name} was not fetched: it is {size} and the limit is {limit} "
@@ -214,8 +212,3 @@ def skipped_notes(refs: Iterable[AttachmentRef], dropped: int, max_files: int) -
     if dropped:
         notes.append(TOO_MANY_TEXT.format(count=dropped, limit=max_files))
     return notes
-
-
-def worktree_listing(refs: Iterable[AttachmentRef]) -> list[str]:
-    """The names of the fetched files, as an agent finds them under :data:`WORKTREE_DIR`."""
-    return [ref.name for ref in refs if ref.fetched]

@@ -105,8 +105,9 @@ GUIDANCE_INTRO = (
 )
 ATTACHMENTS_INTRO = (
     "Files and links attached to the issue ({count}). Images are given to you with this "
-    "message; text files are shown below. The agents find the fetched files under "
-    "`.edge-worker/attachments/` in their worktree, so a sub-task may refer to them by name."
+    "message; text files are shown below. Local agents find the fetched files under "
+    "`.edge-worker/attachments/` in their worktree (cloud agents get their Linear links), so "
+    "a sub-task may refer to them by name."
 )
 
 OUTRO = (
