@@ -28,6 +28,7 @@ from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.linear.client import LinearClient
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
+from edge_worker.orchestration.attachment_steps import ATTACHMENTS_DIR, sweep_attachments
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
 from edge_worker.settings import Settings
@@ -146,6 +147,13 @@ def build_app(settings: Settings) -> Starlette:
         swept = await adapters.worktrees.sweep()
         if swept:
             log.info("swept expired worktrees", count=len(swept))
+        files = await asyncio.to_thread(
+            sweep_attachments,
+            settings.resolved_state_dir / ATTACHMENTS_DIR,
+            keep_days=settings.attachments.keep_days,
+        )
+        if files:
+            log.info("swept fetched issue files", count=len(files))
         runtime.configure_dbos(settings)
         await runtime.launch(settings)
         state.writer = IntakeWriter(engine)

@@ -188,6 +188,20 @@ class Repository(BaseModel):
     labels: list[str] = []
 
 
+class AttachmentSettings(BaseModel):
+    """Files attached to issues: what is fetched (with the Linear token) and how much."""
+
+    max_bytes: int = Field(3_000_000, ge=0)
+    """Per file; a larger file is not fetched and the report says so."""
+    max_files: int = Field(10, ge=0)
+    upload_hosts: CommaList = ["uploads.linear.app"]
+    """Hosts (``host`` or ``host:port``) the Linear token may be sent to for a file."""
+    keep_days: float = Field(7.0, ge=0)
+    """Fetched files untouched this long are removed at start-up (fetched again if needed)."""
+
+    _split = field_validator("upload_hosts", mode="before")(_split_commas)
+
+
 class WorktreeSettings(BaseModel):
     """Where local executors work."""
 
@@ -238,6 +252,7 @@ class Settings(BaseSettings):
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()
     console: ConsoleSettings = ConsoleSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

@@ -68,8 +68,9 @@ def _check(schema: GraphQLSchema, type_name: str, value: dict[str, Any], path: s
         p.issue_unassigned("iss-1", "agent", field="delegateId"),
         p.issue_removed("iss-1"),
         p.comment_created("c-1", "iss-1", "hello"),
+        p.issue_edited("iss-1", previous={"title": "Old", "description": "old"}),
     ],
-    ids=["issue-assigned", "issue-undelegated", "issue-removed", "comment-created"],
+    ids=["issue-assigned", "issue-undelegated", "issue-removed", "comment-created", "edited"],
 )
 def test_entity_payloads_match_schema(schema: GraphQLSchema, payload: dict[str, Any]) -> None:
     UNION_MEMBERS["DataWebhookPayload"] = DATA_TYPES[payload["type"]]
@@ -81,8 +82,18 @@ def test_entity_payloads_match_schema(schema: GraphQLSchema, payload: dict[str, 
     [
         p.agent_session_created("s-1", "iss-1", "agent"),
         p.agent_session_prompted("s-1", "iss-1", "agent", "more please"),
+        p.agent_session_created(
+            "s-1",
+            "iss-1",
+            "agent",
+            guidance=[
+                p.guidance_rule("Be brief."),
+                p.guidance_rule("Tests!", team_payload=p.team()),
+            ],
+            previous_comments=[p.previous_comment("c-1", "iss-1", "Look at parse().")],
+        ),
     ],
-    ids=["created", "prompted"],
+    ids=["created", "prompted", "created-in-thread"],
 )
 def test_agent_session_payloads_match_schema(
     schema: GraphQLSchema, payload: dict[str, Any]

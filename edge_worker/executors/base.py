@@ -58,6 +58,16 @@ class TaskLimits(BaseModel):
     max_usd: float | None = None
 
 
+class TaskAttachment(BaseModel):
+    """A file attached to the issue, fetched to ``path`` on this host."""
+
+    name: str
+    path: str
+    media_type: str | None = None
+    url: str | None = None
+    """Where it was fetched from (to fetch it again on another host)."""
+
+
 class Task(BaseModel):
     """A sub-task as an executor sees it."""
 
@@ -79,6 +89,8 @@ class Task(BaseModel):
     dependencies) to fetch and merge into a new local worktree."""
     remote: str = "origin"
     role_prompt: str = ""
+    attachments: list[TaskAttachment] = []
+    """Files of the issue; local executors put them in the worktree (see task_prompt)."""
     limits: TaskLimits = TaskLimits()
     attempt: int = 1
 

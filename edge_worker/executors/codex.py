@@ -4,7 +4,8 @@ Contract: runs ``<binary> exec --json --sandbox workspace-write -C <worktree> [-
 PROMPT``; feedback continues the thread with ``<binary> exec --json --sandbox
 workspace-write -C <worktree> [--model M] resume <thread id> PROMPT`` (exec's options go
 before its ``resume`` subcommand). Codex has no system-prompt option, so the role prompt
-precedes the task prompt.
+precedes the task prompt. Images attached to the issue (placed in the worktree) go with the
+first prompt as ``--image=<paths>``.
 
 Money: Codex reports tokens, not money, and (0.169.0) reports the *thread's* running total
 at the end of each invocation. A run's usage is that total minus the thread's total at the
@@ -19,7 +20,7 @@ pricer (or a run that never completed a turn) means unpriced, never $0. Everythi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from edge_worker.executors.session_usage import (
     usage_since,
 )
 from edge_worker.executors.stream_types import Ending, StreamParser
-from edge_worker.executors.task_prompt import as_positional, with_role
+from edge_worker.executors.task_prompt import ATTACHMENTS_DIR, as_positional, with_role
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.settings import CodexSettings
 
@@ -55,11 +56,16 @@ def codex_argv(
     workdir: Path,
     prompt: str,
     resume_session: str | None = None,
+    images: Sequence[str] = (),
 ) -> list[str]:
-    """The Codex command line (pure)."""
+    """The Codex command line (pure). ``images`` (paths) are attached to the prompt as
+    image input, in the ``--image=a,b`` form so the variadic option cannot swallow the
+    prompt."""
     argv = [settings.binary, "exec", "--json", "--sandbox", "workspace-write", "-C", str(workdir)]
     if settings.model:
         argv += ["--model", settings.model]
+    if images:
+        argv.append("--image=" + ",".join(images))
     if resume_session:
         argv += ["resume", resume_session]
     return [*argv, as_positional(prompt)]
@@ -86,10 +92,21 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
     def build_argv(
         self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
     ) -> list[str]:
+        images: list[str] = []
         if resume_session is None:
             prompt = with_role(task.role_prompt, prompt)
+            images = [
+                str(workdir / ATTACHMENTS_DIR / Path(file.name).name)
+                for file in task.attachments
+                if (file.media_type or "").startswith("image/")
+                and (workdir / ATTACHMENTS_DIR / Path(file.name).name).is_file()
+            ]
         return codex_argv(
-            self.settings, workdir=workdir, prompt=prompt, resume_session=resume_session
+            self.settings,
+            workdir=workdir,
+            prompt=prompt,
+            resume_session=resume_session,
+            images=images,
         )
 
     def new_parser(self) -> StreamParser:

@@ -1,7 +1,8 @@
 """What the Claude Code and Codex executors share: a CLI run in a sub-task's worktree.
 
 Contract (the :class:`~edge_worker.executors.base.Executor` protocol):
-- ``start(task)`` ensures the sub-task's worktree, spawns the CLI there (own process group,
+- ``start(task)`` ensures the sub-task's worktree, puts the issue's files in it
+  (:mod:`edge_worker.executors.attachments`), spawns the CLI there (own process group,
   scrubbed environment) and returns a :class:`RunHandle` with the pid, pgid, worktree,
   branch and the path of the run's transcript. Supervision starts at once (the wall-clock
   limit counts from the spawn, whether or not anyone follows yet). A missing binary raises
@@ -41,6 +42,7 @@ from typing import IO, Any, Generic, Protocol, TypeVar
 
 import structlog
 
+from edge_worker.executors.attachments import place_attachments
 from edge_worker.executors.base import (
     ExecutorUnavailable,
     ProgressCallback,
@@ -154,6 +156,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
 
     async def start(self, task: Task) -> RunHandle:
         worktree = await self._worktree(task)
+        await asyncio.to_thread(place_attachments, worktree.path, task.attachments)
         prompt = task_prompt(task, workdir=worktree.path, branch=worktree.branch)
         return await self._launch(task, worktree.path, worktree.branch, prompt, None)
 
@@ -181,6 +184,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             raise RuntimeError(f"run {handle.run_id} is still in progress; follow it first")
         session = handle.session_id or self._replay(handle).session_id
         worktree = await self._worktree(task)
+        await asyncio.to_thread(place_attachments, worktree.path, task.attachments)
         prompt = feedback_prompt(feedback)
         extra: dict[str, Any] = {}
         if session:

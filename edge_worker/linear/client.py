@@ -162,6 +162,10 @@ class LinearClient:
         if self._auth.can_refresh:
             await self._auth.authorization()
 
+    async def authorization(self) -> str:
+        """The current ``Authorization`` header value (for fetching Linear uploads)."""
+        return await self._auth.authorization()
+
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""
         if self._owns_http:

@@ -71,6 +71,16 @@ class ChildIssue(_Model):
     identifier: str
     title: str
     state: StateRef
+    url: str | None = None
+    description: str | None = None
+
+
+class Attachment(_Model):
+    """A Linear attachment of an issue: a titled link (often to an upload)."""
+
+    id: str
+    title: str
+    url: str
 
 
 class Comment(_Model):
@@ -120,6 +130,7 @@ class Issue(_Model):
     parent: ParentRef | None
     children: list[ChildIssue]
     comments: list[Comment]
+    attachments: list[Attachment] = []
 
     @classmethod
     def from_graphql(cls, data: dict[str, Any]) -> Issue:
@@ -138,6 +149,7 @@ class Issue(_Model):
             parent=data.get("parent"),
             children=_nodes(data.get("children")),
             comments=sorted(comments, key=lambda comment: comment.created_at),
+            attachments=_nodes(data.get("attachments")),
         )
 
 

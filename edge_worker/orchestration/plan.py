@@ -85,6 +85,11 @@ class Subtask(BaseModel):
     verification: list[Verification] = Field(
         [], description="Checks that prove the work; required for builder and debugger."
     )
+    reuses: str | None = Field(
+        None,
+        description="Identifier of an existing sub-issue of the issue that this sub-task "
+        "continues (instead of a new sub-issue); omit it otherwise.",
+    )
 
     @property
     def is_code_task(self) -> bool:

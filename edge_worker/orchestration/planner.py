@@ -11,6 +11,11 @@ Contract:
 - A backend that cannot answer at all (network, auth, rate limits past the retry budget, a
   CLI that crashes or times out) raises :class:`PlannerUnavailable`, also carrying the calls
   made before it.
+- A plan's ``reuses`` must name existing sub-issues of the issue, each at most once; a
+  plan that breaks this is rejected like any invalid plan.
+- Images attached to the issue (fetched files of kind ``image``) reach the backend as
+  :class:`PlannerImage` values: the ``anthropic`` backend sends them as image blocks, the
+  ``claude-code`` backend lets the CLI read them.
 - Backends: ``anthropic`` (:mod:`.planner_anthropic`), ``claude-code``
   (:mod:`.planner_claude`) and ``static`` (:class:`StaticBackend`, a fixed plan for demos).
 """
@@ -18,7 +23,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +33,7 @@ from pydantic import BaseModel
 
 from edge_worker.executors.base import Usage
 from edge_worker.orchestration.context import PlanningContext, render_planner_input
+from edge_worker.orchestration.existing import reuse_problems
 from edge_worker.orchestration.plan import Plan, PlanError, validate_plan
 from edge_worker.settings import ConfigError, Settings
 
@@ -122,13 +128,37 @@ class Rejection:
     message: str
 
 
+@dataclass(frozen=True)
+class PlannerImage:
+    """An image attached to the issue, fetched to ``path`` on this host."""
+
+    name: str
+    media_type: str
+    path: str
+
+
+def planner_images(ctx: PlanningContext) -> list[PlannerImage]:
+    """The fetched images of ``ctx``, for the backend."""
+    return [
+        PlannerImage(name=ref.name, media_type=ref.media_type or "image/png", path=ref.path)
+        for ref in ctx.attachments
+        if ref.kind == "image" and ref.path is not None
+    ]
+
+
 class PlannerBackend(Protocol):
     """Something that turns the orchestrator prompt and the issue into a proposal."""
 
     name: str
 
     async def propose(
-        self, *, system: str, prompt: str, cwd: str | None, rejection: Rejection | None
+        self,
+        *,
+        system: str,
+        prompt: str,
+        cwd: str | None,
+        rejection: Rejection | None,
+        images: Sequence[PlannerImage] = (),
     ) -> Proposal: ...
 
 
@@ -148,6 +178,7 @@ class Planner:
         :class:`PlannerUnavailable` when the backend cannot answer.
         """
         prompt = render_planner_input(ctx, feedback=feedback)
+        images = planner_images(ctx)
         calls: list[PlannerCall] = []
         rejection: Rejection | None = None
         bound = log.bind(issue=ctx.issue_identifier, backend=self.backend.name)
@@ -158,6 +189,7 @@ class Planner:
                     prompt=prompt,
                     cwd=ctx.repository_path,
                     rejection=rejection,
+                    images=images,
                 )
             except PlannerUnavailable as exc:
                 bound.warning("planner_unavailable", attempt=attempt, reason=exc.reason)
@@ -175,6 +207,8 @@ class Planner:
                 plan = validate_plan(
                     proposal.raw, max_subtasks=self.max_subtasks, max_depth=self.max_depth
                 )
+                if problems := reuse_problems(plan, ctx.existing_subissues):
+                    raise PlanError(problems)
             except PlanError as exc:
                 calls.append(call.model_copy(update={"rejected_because": str(exc)}))
                 bound.warning("plan_rejected", attempt=attempt, problems=exc.problems)
@@ -229,7 +263,13 @@ class StaticBackend:
             ) from None
 
     async def propose(
-        self, *, system: str, prompt: str, cwd: str | None, rejection: Rejection | None
+        self,
+        *,
+        system: str,
+        prompt: str,
+        cwd: str | None,
+        rejection: Rejection | None,
+        images: Sequence[PlannerImage] = (),
     ) -> Proposal:
         raw = json.loads(json.dumps(self._raw)) if isinstance(self._raw, dict) else self._raw
         return Proposal(raw=raw, usage=Usage(), cost_usd=0.0, model="static")

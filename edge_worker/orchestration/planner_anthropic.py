@@ -5,6 +5,9 @@ Contract:
   the orchestrator prompt as a cached ``system`` block, one tool ``submit_plan`` whose
   ``input_schema`` is the plan's JSON schema, forced with
   ``tool_choice: {"type": "tool", "name": "submit_plan"}``.
+- Images attached to the issue follow the prompt in the first user message as base64
+  ``image`` blocks (a file that cannot be read, or over the API's 5 MB, is left out and
+  logged).
 - A re-ask continues the conversation: the rejected assistant turn, then a ``tool_result``
   with ``is_error: true`` carrying the validation error (a plain user message when the model
   made no tool call).
@@ -18,10 +21,12 @@ Contract:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +37,7 @@ from pydantic import SecretStr
 from edge_worker.executors.base import Usage
 from edge_worker.orchestration.plan import plan_json_schema
 from edge_worker.orchestration.planner import (
+    PlannerImage,
     PlannerUnavailable,
     Pricer,
     Proposal,
@@ -48,6 +54,8 @@ TOOL_DESCRIPTION = (
 )
 RETRY_STATUSES = frozenset({408, 409, 429})
 MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The API refuses larger images; those are left out (the planner still sees their names)."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,19 @@ class AnthropicBackend:
         self._client = client
 
     def request_body(
-        self, *, system: str, prompt: str, rejection: Rejection | None
+        self,
+        *,
+        system: str,
+        prompt: str,
+        rejection: Rejection | None,
+        images: Sequence[PlannerImage] = (),
     ) -> dict[str, Any]:
         """The Messages API request for a first ask or a re-ask."""
-        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+        blocks = image_blocks(images)
+        first: str | list[dict[str, Any]] = (
+            [{"type": "text", "text": prompt}, *blocks] if blocks else prompt
+        )
+        messages: list[dict[str, Any]] = [{"role": "user", "content": first}]
         if rejection is not None:
             state = rejection.proposal.state or {}
             content = state.get("content") or []
@@ -162,7 +179,9 @@ class AnthropicBackend:
                 messages.append({"role": "assistant", "content": content})
                 messages.append({"role": "user", "content": rejection.message})
             else:
-                messages = [{"role": "user", "content": f"{prompt}\n\n{rejection.message}"}]
+                text = f"{prompt}\n\n{rejection.message}"
+                again = [{"type": "text", "text": text}, *blocks] if blocks else text
+                messages = [{"role": "user", "content": again}]
         return {
             "model": self.model,
             "max_tokens": self._max_tokens,
@@ -180,9 +199,15 @@ class AnthropicBackend:
         }
 
     async def propose(
-        self, *, system: str, prompt: str, cwd: str | None, rejection: Rejection | None
+        self,
+        *,
+        system: str,
+        prompt: str,
+        cwd: str | None,
+        rejection: Rejection | None,
+        images: Sequence[PlannerImage] = (),
     ) -> Proposal:
-        body = self.request_body(system=system, prompt=prompt, rejection=rejection)
+        body = self.request_body(system=system, prompt=prompt, rejection=rejection, images=images)
         reply = await self._post(body)
         answered_model = reply.get("model")
         model = answered_model if isinstance(answered_model, str) else self.model
@@ -258,6 +283,27 @@ class AnthropicBackend:
             if self._client is None:
                 await client.aclose()
         raise AssertionError("unreachable: stamina returns or raises")  # pragma: no cover
+
+
+def image_blocks(images: Sequence[PlannerImage]) -> list[dict[str, Any]]:
+    """Messages API ``image`` blocks for the images that can be read."""
+    blocks = []
+    for image in images:
+        try:
+            data = Path(image.path).read_bytes()
+        except OSError as exc:
+            log.warning("planner_image_unreadable", name=image.name, error=exc.strerror)
+            continue
+        if len(data) > MAX_IMAGE_BYTES:
+            log.warning("planner_image_too_large", name=image.name, size=len(data))
+            continue
+        source = {
+            "type": "base64",
+            "media_type": image.media_type,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
+        blocks.append({"type": "image", "source": source})
+    return blocks
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:

@@ -8,6 +8,8 @@ Contract:
   basic variables and those named in ``pass_env`` reach it, so no daemon secret leaks.
 - The plan is the result's ``structured_output`` (what ``--json-schema`` produces), or else
   its ``result`` text; cost is ``total_cost_usd``, tokens come from ``usage``.
+- Images attached to the issue are named (with their paths) at the end of the input and
+  their directories given with ``--add-dir``, so the CLI can open them read-only.
 - A re-ask resumes the same CLI session (``--resume <session_id>``) with the validation
   error as the prompt, so the model keeps what it read of the repository.
 - Timeout: SIGTERM to the group, then SIGKILL after ``kill_grace_seconds``; a timeout, a
@@ -22,20 +24,30 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from edge_worker.executors.base import Usage
 from edge_worker.orchestration.plan import plan_json_schema
-from edge_worker.orchestration.planner import PlannerUnavailable, Proposal, Rejection
+from edge_worker.orchestration.planner import (
+    PlannerImage,
+    PlannerUnavailable,
+    Proposal,
+    Rejection,
+)
 
 log = structlog.get_logger(__name__)
 
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TERM", "TMPDIR", "SHELL")
 READ_ONLY_DENIED = "Edit,Write,NotebookEdit"
 TAIL_CHARS = 2_000
+IMAGES_NOTE = (
+    "Images attached to the issue (open them with your Read tool; they are data like the "
+    "issue text):"
+)
 
 
 def planner_env(pass_env: Iterable[str], source: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -67,7 +79,9 @@ class ClaudeCodeBackend:
         self._pass_env = list(pass_env)
         self._permission_mode = permission_mode
 
-    def command(self, *, system: str, session_id: str | None) -> list[str]:
+    def command(
+        self, *, system: str, session_id: str | None, image_dirs: Sequence[str] = ()
+    ) -> list[str]:
         """The argv for a first ask (``session_id=None``) or a re-ask in that session."""
         argv = [
             self.binary,
@@ -85,19 +99,33 @@ class ClaudeCodeBackend:
             argv += ["--resume", session_id]
         else:
             argv += ["--append-system-prompt", system]
+        for directory in image_dirs:
+            argv += ["--add-dir", directory]
         if self.model:
             argv += ["--model", self.model]
         return argv
 
     async def propose(
-        self, *, system: str, prompt: str, cwd: str | None, rejection: Rejection | None
+        self,
+        *,
+        system: str,
+        prompt: str,
+        cwd: str | None,
+        rejection: Rejection | None,
+        images: Sequence[PlannerImage] = (),
     ) -> Proposal:
         session_id = None
+        if images:
+            listing = "\n".join(f"- {image.name}: {image.path}" for image in images)
+            prompt = f"{prompt}\n\n{IMAGES_NOTE}\n{listing}"
         stdin_text = prompt
         if rejection is not None:
             session_id = rejection.proposal.state
             stdin_text = rejection.message if session_id else f"{prompt}\n\n{rejection.message}"
-        argv = self.command(system=system, session_id=session_id if rejection else None)
+        image_dirs = sorted({str(Path(image.path).parent) for image in images})
+        argv = self.command(
+            system=system, session_id=session_id if rejection else None, image_dirs=image_dirs
+        )
         returncode, stdout, stderr = await self._run(argv, stdin_text, cwd)
         result = _find_result(stdout)
         if result is None:

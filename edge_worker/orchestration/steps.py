@@ -32,6 +32,7 @@ from edge_worker.executors.base import (
 from edge_worker.ids import stable_uuid4
 from edge_worker.linear.models import PlanStep
 from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
 from edge_worker.orchestration.planner import PlannerUnavailable, PlanningFailed
 from edge_worker.orchestration.wiring import Adapters
@@ -219,7 +220,7 @@ async def create_subissue_step(
     """Create the sub-issue for a sub-task (client-chosen id: a retry finds, not duplicates)."""
     s = Subtask.model_validate(subtask)
     ref = await adapters().linear.create_issue(
-        id=stable_uuid4(parent_id, "subtask", s.key),
+        id=subtask_issue_id(parent_id, s.key),
         team_id=team_id,
         title=s.title,
         description=render_subissue_description(parent_id, s),
@@ -282,10 +283,21 @@ async def money_step(issue_id: str) -> dict[str, Any]:
 async def start_run_step(executor: str, task: dict[str, Any]) -> dict[str, Any]:
     """Start a run; ``{"unavailable": reason}`` when the executor cannot take work."""
     try:
-        handle = await adapters().executors[executor].start(Task.model_validate(task))
+        ready = await _with_files_here(Task.model_validate(task))
+        handle = await adapters().executors[executor].start(ready)
     except ExecutorUnavailable as exc:
         return {"unavailable": exc.reason}
     return {"handle": handle.model_dump(mode="json")}
+
+
+async def _with_files_here(task: Task) -> Task:
+    """``task`` with the issue's files present on this host (the sub-task may run on another
+    daemon than the one that fetched them): missing ones are fetched again, or left out."""
+    if not task.attachments:
+        return task
+    from edge_worker.orchestration.attachment_steps import ensure_files
+
+    return task.model_copy(update={"attachments": await ensure_files(task.attachments)})
 
 
 @DBOS.step()
@@ -324,10 +336,11 @@ async def resume_run_step(
     executor: str, handle: dict[str, Any], task: dict[str, Any], feedback: str
 ) -> dict[str, Any]:
     """Continue the same executor session with feedback; returns the new handle."""
+    ready = await _with_files_here(Task.model_validate(task))
     new = (
         await adapters()
         .executors[executor]
-        .resume(RunHandle.model_validate(handle), Task.model_validate(task), feedback)
+        .resume(RunHandle.model_validate(handle), ready, feedback)
     )
     return new.model_dump(mode="json")
 

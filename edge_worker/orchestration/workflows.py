@@ -38,13 +38,17 @@ from edge_worker.costs.budget import (
     threshold_of,
 )
 from edge_worker.costs.money import Total, format_usd
-from edge_worker.executors.base import Evidence, RunStatus, Task, TaskLimits
+from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import steps, texts
+from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration.attachment_steps import fetch_attachments_step
+from edge_worker.orchestration.attachments import AttachmentRef
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.context import PlanningContext
+from edge_worker.orchestration.existing import ExistingSubIssue, bindings, reuse_note
 from edge_worker.orchestration.follow_ups import REOPENABLE, Named, named_subtasks
+from edge_worker.orchestration.guidance import parse_guidance
 from edge_worker.orchestration.plan import Plan, Subtask, dependencies_of
 from edge_worker.orchestration.progress import (
     Progress,
@@ -262,7 +266,10 @@ class _SubtaskRun:
                 status, self.note = "over_budget", _join(self.note, blocked_by)
                 break
             self.handle = await steps.resume_run_step(
-                self.executor, self.handle, self.task, _feedback(self.report, self.result)
+                self.executor,
+                self.handle,
+                self.task,
+                _feedback(self.report, self.result) + await _issue_edits(),
             )
             await DBOS.set_event_async("handle", self.handle)
             self.iterations += 1
@@ -462,6 +469,14 @@ async def run_subtask(spec: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
+async def _issue_edits() -> str:
+    """Edits of the issue sent to this sub-task since its last run, as feedback text."""
+    found = []
+    while (message := await DBOS.recv_async(edits.EDIT_TOPIC, timeout_seconds=0)) is not None:
+        found.append(str(message.get("text") or ""))
+    return "".join(f"\n\n{text}" for text in found if text)
+
+
 def _join(first: str | None, second: str | None) -> str | None:
     parts = [p for p in (first, second) if p]
     return "; ".join(parts) if parts else None
@@ -577,6 +592,7 @@ def _context(o: _Orchestration) -> PlanningContext:
     context = o.trigger.get("context") or {}
     guidance = context.get("guidance") or []
     repo = o.trigger.get("_repository") or {}
+    known_comments = {c.get("id") for c in issue.get("comments", [])}
     return PlanningContext(
         issue_id=issue["id"],
         issue_identifier=issue["identifier"],
@@ -589,13 +605,25 @@ def _context(o: _Orchestration) -> PlanningContext:
             ContextComment(author=c.get("user_id") or "integration", body=c["body"])
             for c in issue.get("comments", [])
         ],
+        previous_comments=[  # the thread's comments the issue's own list does not hold
+            ContextComment(author=c.get("userId") or "integration", body=c["body"])
+            for c in context.get("previous_comments") or []
+            if c.get("id") not in known_comments
+        ],
+        existing_subissues=_existing(o),
+        attachments=[AttachmentRef.model_validate(a) for a in o.trigger.get("_attachments") or []],
         prompt_context=context.get("prompt_context"),
-        guidance="\n".join(str(g.get("body", "")) for g in guidance) or None,
+        guidance_rules=parse_guidance(guidance),
         repository_id=repo.get("id"),
         repository_path=str(repo["path"]) if repo.get("path") else None,
         base_branch=repo.get("base_branch"),
         follow_ups=o.follow_ups,
     )
+
+
+def _existing(o: _Orchestration) -> list[ExistingSubIssue]:
+    """The sub-issues the issue had when the work started."""
+    return [ExistingSubIssue.from_snapshot(c) for c in o.snapshot["issue"].get("children", [])]
 
 
 async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
@@ -606,6 +634,10 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
             return None
         if message.get("kind") == "stop":
             return dict(message)
+        if (edit := edits.edit_of(message)) is not None:  # planning has not started yet
+            edits.apply_to_snapshot(o.snapshot["issue"], edit)
+            await o.say("thought", edits.acknowledgement(edit))
+            continue
         if message.get("kind") == "follow_up" and message.get("text"):
             o.follow_ups.append(
                 ContextComment(author=message.get("actor_name") or "user", body=message["text"])
@@ -702,6 +734,9 @@ async def _orchestrate(o: _Orchestration) -> str:
         await o.say("elicitation", texts.NO_REPOSITORY.format(reason=route.reason, choices=choices))
         await steps.set_state_step(o.issue_id, workflow_id, "waiting")
         reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+        while reply is not None and (edit := edits.edit_of(reply)) is not None:
+            edits.apply_to_snapshot(o.snapshot["issue"], edit)  # an edit is not the answer
+            reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
         if reply is None or reply.get("kind") == "stop":
             if reply is not None:
                 o.stopped_by = reply.get("actor_name") or "a user"
@@ -712,6 +747,11 @@ async def _orchestrate(o: _Orchestration) -> str:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
     if route.repository is not None:
         o.trigger["_repository"] = route.repository.model_dump(mode="json")
+
+    fetched = await fetch_attachments_step(o.issue_id, o.snapshot["issue"])
+    o.trigger["_attachments"] = fetched["attachments"]
+    for text in fetched["notes"]:
+        o.note(text)
 
     stop = await _drain_messages(o)
     if stop is not None:
@@ -730,6 +770,8 @@ async def _orchestrate(o: _Orchestration) -> str:
     o.planning_cost = Total.of(planned.get("cost_usd"))
     await _warn_day_once(o)
     o.progress = Progress.start(plan)
+    if note := reuse_note(plan, _existing(o), o.issue_id):
+        o.note(note)
     await _create_subissues(o, plan.subtasks)
     await _publish_plan(o)
     await steps.set_state_step(
@@ -742,10 +784,17 @@ async def _orchestrate(o: _Orchestration) -> str:
 async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
     assert o.progress is not None
     unstarted = o.state_id(type_="unstarted")
+    reused = bindings(subtasks, _existing(o), o.issue_id)
+    taken = {r.sub_issue_id for r in o.progress.tasks.values() if r.sub_issue_id}
     for subtask in subtasks:
-        ref = await steps.create_subissue_step(
-            o.issue_id, o.team_id, unstarted, subtask.model_dump(mode="json")
-        )
+        existing = reused.get(subtask.key)
+        if existing is not None and existing.id not in taken:  # bound, not created
+            taken.add(existing.id)
+            ref = {"id": existing.id, "identifier": existing.identifier, "url": existing.url}
+        else:
+            ref = await steps.create_subissue_step(
+                o.issue_id, o.team_id, unstarted, subtask.model_dump(mode="json")
+            )
         record = o.progress.tasks[subtask.key]
         record.sub_issue_id, record.identifier, record.url = (
             ref["id"],
@@ -851,6 +900,11 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         ],
         remote=repo.get("remote") or "origin",
         role_prompt=role_prompt,
+        attachments=[
+            TaskAttachment(name=a.name, path=a.path, media_type=a.media_type, url=a.url)
+            for a in (AttachmentRef.model_validate(r) for r in o.trigger.get("_attachments") or [])
+            if a.path is not None
+        ],
         limits=TaskLimits(
             wall_clock_seconds=o.settings.claude.timeout_seconds,
             max_turns=o.settings.claude.max_turns,
@@ -1010,13 +1064,21 @@ async def _warn_day_once(o: _Orchestration) -> None:
 
 
 async def _follow_up(
-    o: _Orchestration, message: dict[str, Any], budget_reason: str | None
+    o: _Orchestration,
+    message: dict[str, Any],
+    budget_reason: str | None,
+    *,
+    replan_only: bool = False,
 ) -> str | None:
-    """Handle a follow-up during execution; returns the budget block that remains."""
+    """Handle a follow-up during execution; returns the budget block that remains.
+
+    ``replan_only``: the text is for the planner only (an edit of the issue), never a
+    ``continue`` reply nor feedback to the sub-tasks it happens to name.
+    """
     assert o.progress is not None
     text = message.get("text") or ""
     author = message.get("actor_name") or "a user"
-    if budget_reason and is_continue_reply(text):
+    if budget_reason and not replan_only and is_continue_reply(text):
         if o.budget.raised or o.budget.limit is None:
             o.notes.append(texts.BUDGET_ALREADY_RAISED.format(author=author))
             return budget_reason  # raised once already: the issue ends over budget
@@ -1026,7 +1088,8 @@ async def _follow_up(
         limit = format_usd(o.budget.limit) if o.budget.limit is not None else "none"
         o.notes.append(texts.BUDGET_RAISED.format(author=author, limit=limit))
         return None
-    named = named_subtasks(text, [Named(t.key, t.identifier) for t in o.progress.tasks.values()])
+    tasks = [Named(t.key, t.identifier) for t in o.progress.tasks.values()]
+    named = [] if replan_only else named_subtasks(text, tasks)
     if named:  # feedback to those sub-tasks, not a request to re-plan
         await _feedback_to_subtasks(o, named, author, text)
         if budget_reason:
@@ -1063,6 +1126,25 @@ async def _follow_up(
     else:
         o.notes.append(texts.FOLLOW_UP_NOTED.format(author=author))
     return budget_reason
+
+
+async def _issue_edited(
+    o: _Orchestration, edit: edits.IssueEdit, message: dict[str, Any], budget_reason: str | None
+) -> str | None:
+    """An edit of the issue during execution: say it was seen, tell the running sub-tasks
+    (for their next iteration) and the pending ones, and re-plan what remains."""
+    assert o.progress is not None
+    edits.apply_to_snapshot(o.snapshot["issue"], edit)
+    author = message.get("actor_name") or "a user"
+    await o.say("thought", edits.acknowledgement(edit))
+    o.note(edits.EDIT_NOTE.format(fields=edit.fields_text, author=author))
+    text = edits.feedback(edit)
+    for record in o.progress.tasks.values():
+        if record.status == "running" and record.workflow_id is not None:
+            await DBOS.send_async(record.workflow_id, {"text": text}, topic=edits.EDIT_TOPIC)
+        elif record.status == "pending":
+            record.feedback.append(text)
+    return await _follow_up(o, {**message, "text": text}, budget_reason, replan_only=True)
 
 
 async def _show_progress(o: _Orchestration) -> None:
@@ -1140,6 +1222,9 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             o.stopped_by = message.get("actor_name") or "a user"
             await _stop_children(o, "cancelled")
             return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+        elif (edit := edits.edit_of(message)) is not None:
+            budget_reason = await _issue_edited(o, edit, message, budget_reason)
+            asked_budget = False  # an edit is no answer to a budget question: ask again
         elif message.get("kind") == "follow_up":
             was_blocked = budget_reason is not None
             budget_reason = await _follow_up(o, message, budget_reason)

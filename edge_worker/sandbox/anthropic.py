@@ -14,6 +14,8 @@ Contract:
   ``message_delta`` with the final usage, ``message_stop``), as agent CLIs ask for it.
   When the queue is empty it repeats ``default`` if one is set, else answers 400 so the
   test fails loudly instead of retrying.
+- ``image`` blocks (user turns only) must carry a ``base64`` source with an accepted image
+  media type and valid base64 data (or a ``url`` source).
 - Every request is recorded (headers, body, what was answered) in ``requests``.
 - Usage is reported as ``input_tokens``, ``output_tokens``, ``cache_read_input_tokens`` and
   ``cache_creation_input_tokens``, scripted per answer or :data:`DEFAULT_USAGE`.
@@ -23,6 +25,7 @@ Contract:
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import deque
@@ -344,6 +347,11 @@ def _messages_problem(messages: Any) -> str | None:
             where = f"messages.{index}.content.{block_index}"
             if not isinstance(block, dict) or not isinstance(block.get("type"), str):
                 return f"{where}.type: field required"
+            if block["type"] == "image":
+                if message["role"] != "user":
+                    return f"{where}: image blocks belong to user messages"
+                if problem := _image_problem(block.get("source")):
+                    return f"{where}.source: {problem}"
             if block["type"] == "tool_use":
                 if message["role"] != "assistant":
                     return f"{where}: tool_use blocks belong to assistant messages"
@@ -358,6 +366,27 @@ def _messages_problem(messages: Any) -> str | None:
         previous_tool_uses = tool_uses
     if messages[-1]["role"] != "user":
         return "messages: the last message must be from the user"
+    return None
+
+
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def _image_problem(source: Any) -> str | None:
+    """What the real API would reject in an image block's ``source``."""
+    if not isinstance(source, dict) or source.get("type") not in {"base64", "url"}:
+        return "must be an object of type base64 or url"
+    if source["type"] == "url":
+        return None if isinstance(source.get("url"), str) else "url: field required"
+    if source.get("media_type") not in IMAGE_MEDIA_TYPES:
+        return f"media_type: must be one of {sorted(IMAGE_MEDIA_TYPES)}"
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        return "data: field required (base64)"
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return "data: not valid base64"
     return None
 
 

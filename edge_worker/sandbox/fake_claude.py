@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--disallowedTools", "--disallowed-tools", nargs="+", dest="disallowed_tools"
     )
     parser.add_argument("--append-system-prompt")
+    parser.add_argument("--add-dir", action="append", dest="add_dirs", default=[])
     parser.add_argument("-r", "--resume")
     args = parser.parse_args(argv)
     if not args.print_mode:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for the ``codex`` CLI's non-interactive ``exec`` mode.
 
-Accepts ``codex exec [--json] [--sandbox MODE] [-C DIR] [--model M]
+Accepts ``codex exec [--json] [--sandbox MODE] [-C DIR] [--model M] [--image=F1,F2]
 [--skip-git-repo-check] [PROMPT]`` and ``codex exec [options] resume <THREAD_ID> [PROMPT]``
 (exec's options before its ``resume`` subcommand), rejects unknown options, and with
 ``--json`` prints the documented JSONL events: ``thread.started{thread_id}``,
@@ -63,6 +63,17 @@ def parse(argv: list[str]) -> dict[str, Any] | int:
                 return usage_error(f"a value is required for '{token}'")
             options[_VALUED[token]] = rest[index + 1]
             index += 2
+        elif token.startswith("--image=") or token in ("-i", "--image"):
+            value = token.split("=", 1)[1] if "=" in token else None
+            if value is None:
+                if index + 1 >= len(rest):
+                    return usage_error(f"a value is required for '{token}'")
+                value, index = rest[index + 1], index + 1
+            for path in value.split(","):
+                if not Path(path).is_file():
+                    return usage_error(f"image not found: {path}")
+            options.setdefault("images", []).extend(value.split(","))
+            index += 1
         elif token in _FLAGS:
             options[_FLAGS[token]] = True
             index += 1

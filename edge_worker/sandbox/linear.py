@@ -22,6 +22,10 @@ Contract:
   :meth:`limit_endpoint` gives one operation its own lower hourly limit, reported with
   ``X-RateLimit-Endpoint-Requests-*`` and ``X-RateLimit-Endpoint-Name`` and refused
   (``RATELIMITED``) past it, as Linear does for some queries and mutations.
+- Uploaded files (:meth:`LinearStore.add_upload`, linked from descriptions, comments or
+  attachments) are served at ``GET /uploads/...`` to requests with the same
+  ``Authorization`` the API takes (401 otherwise, 404 for an unknown file); each fetch is
+  recorded in :attr:`upload_requests`.
 - Every GraphQL request is recorded (:attr:`requests`: operation name, variables, time,
   status); :meth:`operation_counts` counts them per operation name.
 - Client-chosen ids are enforced unique: a create reusing one is refused like Linear
@@ -196,6 +200,8 @@ class LinearStandIn:
         self.token_requests = 0
         self.requests_per_hour = requests_per_hour
         self.requests: list[RecordedRequest] = []
+        self.upload_requests: list[tuple[str, int, str | None]] = []
+        """``(path, status, authorization)`` of every upload fetch."""
         self._window: deque[float] = deque()
         self._endpoint_limits: dict[str, int] = {}
         self._endpoint_windows: dict[str, deque[float]] = {}
@@ -205,6 +211,7 @@ class LinearStandIn:
             routes=[
                 Route("/graphql", self._graphql, methods=["POST"]),
                 Route("/oauth/token", self._token, methods=["POST"]),
+                Route("/uploads/{path:path}", self._upload, methods=["GET"]),
             ]
         )
 
@@ -479,6 +486,20 @@ class LinearStandIn:
         status = 200 if result.data is not None else max(statuses, default=400)
         return JSONResponse(payload, status_code=status, headers=headers)
 
+    async def _upload(self, request: Request) -> Response:
+        path = request.url.path
+        authorization = request.headers.get("authorization")
+        with self._lock:
+            upload = self.store.uploads.get(path)
+            if not self._authorized(authorization):
+                status = 401
+            else:
+                status = 200 if upload is not None else 404
+            self.upload_requests.append((path, status, authorization))
+        if status != 200 or upload is None:
+            return Response(status_code=status)
+        return Response(upload.content, media_type=upload.media_type)
+
     async def _token(self, request: Request) -> Response:
         # Parsed by hand: starlette's form parser needs python-multipart, a dependency
         # not worth adding for one urlencoded body.
@@ -543,6 +564,31 @@ class LinearStandIn:
             )
         return WebhookDelivery("Issue", payload)
 
+    def issue_edited(
+        self, issue_id: str, *, title: str | None = None, description: str | None = None
+    ) -> WebhookDelivery:
+        """Change the issue's title and/or description; the ``Issue`` update webhook."""
+        with self._lock:
+            issue = self.store.find_issue(issue_id)
+            previous: dict[str, Any] = {}
+            if title is not None:
+                previous["title"], issue.title = issue.title, title
+            if description is not None:
+                previous["description"], issue.description = issue.description, description
+            issue.updated_at = self.store.clock()
+            state = self.store.states[issue.state_id]
+            payload = payloads.issue_edited(
+                issue.id,
+                previous=previous,
+                actor_id=self.store.human.id,
+                state_type=state.type,
+                assignee_id=issue.assignee_id,
+                delegate_id=issue.delegate_id,
+                updated_at=payloads.iso_time(issue.updated_at),
+                **self._issue_fields(issue),
+            )
+        return WebhookDelivery("Issue", payload)
+
     def assignment_notification(self, issue_id: str) -> WebhookDelivery:
         """The ``AppUserNotification`` (``issueAssignedToYou``) for an issue."""
         with self._lock:
@@ -553,7 +599,12 @@ class LinearStandIn:
         return WebhookDelivery("AppUserNotification", payload)
 
     def agent_session_created(
-        self, issue_id: str, *, creator_id: str | None = None
+        self,
+        issue_id: str,
+        *,
+        creator_id: str | None = None,
+        guidance: list[dict[str, Any]] | None = None,
+        previous_comments: list[dict[str, Any]] | None = None,
     ) -> WebhookDelivery:
         """Open an agent session on the issue; the ``AgentSessionEvent``/``created`` webhook.
 
@@ -570,6 +621,8 @@ class LinearStandIn:
                 self.store.agent.id,
                 creator_id=session.creator_id or self.store.human.id,
                 prompt_context=context,
+                guidance=guidance,
+                previous_comments=previous_comments,
                 **fields,
             )
         return WebhookDelivery("AgentSessionEvent", payload)

@@ -155,6 +155,23 @@ class Comment:
 
 
 @dataclass
+class Attachment:
+    id: str
+    issue_id: str
+    title: str
+    url: str
+    created_at: float
+
+
+@dataclass
+class Upload:
+    """A file uploaded to Linear, served at its path to an authorised request."""
+
+    content: bytes
+    media_type: str
+
+
+@dataclass
 class AgentActivity:
     id: str
     session_id: str
@@ -194,6 +211,8 @@ class LinearStore:
         self.comments: dict[str, Comment] = {}
         self.sessions: dict[str, AgentSession] = {}
         self.activities: dict[str, AgentActivity] = {}
+        self.attachments: dict[str, Attachment] = {}
+        self.uploads: dict[str, Upload] = {}
         self.human = self.add_user("Ada Lovelace", user_id=stable_uuid4("sandbox", "user", "human"))
         self.agent = self.add_user(
             "edge-worker", user_id=stable_uuid4("sandbox", "user", "agent"), app=True
@@ -326,6 +345,20 @@ class LinearStore:
         )
         self.activities[activity.id] = activity
         return activity
+
+    def add_upload(self, content: bytes, media_type: str) -> str:
+        """Store an uploaded file; returns its path (``/uploads/<org>/<uuid>``, no extension,
+        as Linear's upload URLs have none)."""
+        path = f"/uploads/{self.organization.id}/{uuid.uuid4()}"
+        self.uploads[path] = Upload(content=content, media_type=media_type)
+        return path
+
+    def add_attachment(self, issue_id: str, title: str, url: str) -> Attachment:
+        attachment = Attachment(
+            id=str(uuid.uuid4()), issue_id=issue_id, title=title, url=url, created_at=self.clock()
+        )
+        self.attachments[attachment.id] = attachment
+        return attachment
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -475,6 +508,17 @@ class ProjectView(_View):
         self.id, self.name = stable_uuid4("sandbox", "project", name), name
 
 
+class AttachmentView(_View):
+    typename = "Attachment"
+
+    def __init__(self, attachment: Attachment) -> None:
+        self.id, self.title, self.url = attachment.id, attachment.title, attachment.url
+        self.subtitle: str | None = None
+        self.sourceType: str | None = None
+        self.metadata: dict[str, Any] = {}
+        self.createdAt = self.updatedAt = _iso(attachment.created_at)
+
+
 class CommentView(_View):
     typename = "Comment"
 
@@ -527,6 +571,11 @@ class IssueView(_View):
     def comments(self, info: Info, **args: Any) -> dict[str, Any]:
         comments = [CommentView(self._store, c) for c in self._store.comments_on(self.id)]
         return connection(comments, args)
+
+    def attachments(self, info: Info, **args: Any) -> dict[str, Any]:
+        found = [a for a in self._store.attachments.values() if a.issue_id == self.id]
+        found.sort(key=lambda attachment: attachment.created_at)
+        return connection([AttachmentView(a) for a in found], args)
 
     def assignee(self, info: Info) -> UserView | None:
         user = self._store.users.get(self._issue.assignee_id or "")

@@ -25,6 +25,11 @@ def now_ms() -> float:
     return time.time() * 1000.0
 
 
+def iso_time(ts: float | None = None) -> str:
+    """``ts`` (default: now) as Linear writes times (``2026-01-01T00:00:00.000Z``)."""
+    return _iso(ts)
+
+
 def _iso(ts: float | None = None) -> str:
     moment = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -174,6 +179,35 @@ def issue_unassigned(
     )
 
 
+def issue_edited(
+    issue_id: str,
+    *,
+    previous: dict[str, Any],
+    actor_id: str = "user-human",
+    timestamp_ms: float | None = None,
+    **issue_fields: Any,
+) -> dict[str, Any]:
+    """An ``Issue``/``update`` of its title and/or description; ``previous`` holds the old
+    values (``updatedFrom``), ``issue_fields`` the new ones."""
+    data = issue_data(issue_id, **issue_fields)
+    return _entity("Issue", "update", data, actor_id, "Ada Lovelace", previous, timestamp_ms)
+
+
+def guidance_rule(body: str, *, team_payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``GuidanceRuleWebhookPayload``: workspace guidance, or a team's with ``team_payload``."""
+    if team_payload is None:
+        return {"body": body, "origin": {"type": "Organization"}}
+    team_with_parent = {**team_payload, "displayName": team_payload["name"], "parentId": None}
+    return {"body": body, "origin": {"type": "Team", "team": team_with_parent}}
+
+
+def previous_comment(
+    comment_id: str, issue_id: str, body: str, *, user_id: str = "user-human"
+) -> dict[str, Any]:
+    """``CommentChildWebhookPayload`` (an entry of ``previousComments``)."""
+    return {"id": comment_id, "body": body, "issueId": issue_id, "userId": user_id}
+
+
 def issue_removed(
     issue_id: str, *, actor_id: str = "user-human", timestamp_ms: float | None = None
 ) -> dict[str, Any]:
@@ -236,10 +270,15 @@ def agent_session_created(
     creator_id: str = "user-human",
     prompt_context: str = '<issue identifier="ENG-1"><title>Add a greeting</title></issue>',
     timestamp_ms: float | None = None,
+    guidance: list[dict[str, Any]] | None = None,
+    previous_comments: list[dict[str, Any]] | None = None,
     **issue_fields: Any,
 ) -> dict[str, Any]:
-    """``AgentSessionEvent``/``created``: the agent was delegated or mentioned."""
+    """``AgentSessionEvent``/``created``: the agent was delegated or mentioned (in a thread
+    with ``previous_comments``, if given)."""
+    extra = {"previousComments": previous_comments} if previous_comments else {}
     return {
+        **extra,
         "type": "AgentSessionEvent",
         "action": "created",
         "appUserId": agent_user_id,
@@ -252,7 +291,7 @@ def agent_session_created(
             session_id, agent_user_id, issue_id, creator_id, **issue_fields
         ),
         "promptContext": prompt_context,
-        "guidance": [],
+        "guidance": guidance or [],
     }
 
 

@@ -117,6 +117,10 @@ class SandboxWorld:
         """Create an issue in the stand-in; returns its id."""
         return self.linear.store.add_issue(title, description).id
 
+    def upload(self, content: bytes, media_type: str) -> str:
+        """Upload a file to the Linear stand-in; returns its URL (which needs the token)."""
+        return self.urls["linear"] + self.linear.store.add_upload(content, media_type)
+
     def scenario_path(self) -> Path:
         """Write the fake agents' scenario (one script per sub-task key) and return its path.
 
@@ -176,6 +180,7 @@ class SandboxWorld:
             "EDGE_WORKER_CODEX__BINARY": str(fakes.codex),
             "EDGE_WORKER_CODEX__PASS_ENV": PASS_ENV,
             "EDGE_WORKER_STRATEGY": "local-only",
+            "EDGE_WORKER_ATTACHMENTS__UPLOAD_HOSTS": self.urls["linear"].split("://", 1)[1],
             "FAKE_AGENT_SCENARIO": str(self.scenario_path()),
             "FAKE_AGENT_STATE_ROOT": str(self.agent_state_root),
         }

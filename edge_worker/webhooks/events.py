@@ -118,6 +118,15 @@ class AgentSession(_Tolerant):
     url: str | None = None
 
 
+class PreviousComment(_Tolerant):
+    """``CommentChildWebhookPayload``: a comment of the thread a session started in."""
+
+    id: str | None = None
+    body: str | None = None
+    userId: str | None = None
+    issueId: str | None = None
+
+
 class AgentSessionEvent(_Tolerant):
     """``AgentSessionEventWebhookPayload``: ``created`` and ``prompted``."""
 
@@ -128,6 +137,7 @@ class AgentSessionEvent(_Tolerant):
     agentActivity: AgentActivity | None = None
     promptContext: str | None = None
     guidance: list[dict[str, Any]] | None = None
+    previousComments: list[PreviousComment] | None = None
     organizationId: str | None = None
     webhookTimestamp: float | None = None
 

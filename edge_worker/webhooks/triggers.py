@@ -7,7 +7,8 @@ of the change (a session id + action, an issue id + the assignment change), so t
 change delivered twice under two delivery ids starts nothing new.
 
 Comments are follow-ups only on issues we are working on; that needs state, so the
-decision says ``only_if_active`` and the adapter checks it.
+decision says ``only_if_active`` and the adapter checks it. So are edits of an issue's
+title or description (``context["edit"]`` holds the new text).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from edge_worker.webhooks.events import (
     IssueData,
     IssueRef,
 )
+
+EDITABLE_FIELDS = ("title", "description")
+"""Issue fields whose edit during the work is passed on to the planner and the agents."""
 
 
 class Kind(enum.StrEnum):
@@ -159,7 +163,13 @@ def _agent_session_event(event: AgentSessionEvent, rules: Rules) -> Decision:
             Kind.START,
             "agent session created",
             dedupe_key=f"session:{session.id}:created",
-            context={"prompt_context": event.promptContext, "guidance": event.guidance or []},
+            context={
+                "prompt_context": event.promptContext,
+                "guidance": event.guidance or [],
+                "previous_comments": [
+                    c.model_dump(exclude_none=True) for c in event.previousComments or [] if c.body
+                ],
+            },
             **common,
         )
     if event.action == "prompted":
@@ -255,6 +265,23 @@ def _issue_event(event: EntityEvent, rules: Rules) -> Decision:
             actor_id=actor_id,
             actor_name=actor_name,
             only_if_active=True,
+            **ids,
+        )
+    edited = [name for name in EDITABLE_FIELDS if name in changed]
+    if edited:
+        if problem := _gate(data, actor_id, rules):
+            return ignore(problem, data)
+        return Decision(
+            Kind.FOLLOW_UP,
+            "issue edited",
+            dedupe_key=f"issue:{data.id}:edit:{','.join(edited)}@{data.updatedAt}",
+            actor_id=actor_id,
+            actor_name=actor_name,
+            text=f"The issue's {' and '.join(edited)} changed.",
+            only_if_active=True,
+            context={
+                "edit": {"fields": edited, "title": data.title, "description": data.description}
+            },
             **ids,
         )
     return ignore("issue update needs nothing", data)
