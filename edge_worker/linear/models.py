@@ -120,6 +120,7 @@ class Issue(_Model):
     parent: ParentRef | None
     children: list[ChildIssue]
     comments: list[Comment]
+    delegate_id: str | None = None
 
     @classmethod
     def from_graphql(cls, data: dict[str, Any]) -> Issue:
@@ -138,6 +139,7 @@ class Issue(_Model):
             parent=data.get("parent"),
             children=_nodes(data.get("children")),
             comments=sorted(comments, key=lambda comment: comment.created_at),
+            delegate_id=(data.get("delegate") or {}).get("id"),
         )
 
 

@@ -25,10 +25,20 @@ Contract:
   ``comment_created`` / ``assignment_notification`` update the data as Linear would and
   return a :class:`WebhookDelivery` (built with ``edge_worker.sandbox.payloads``) that
   :func:`send_webhook` / :func:`asend_webhook` sign and POST to a daemon URL.
+  ``delegation`` is what one delegation sends (the session's ``created``, the inbox
+  notification, the ``Issue`` update of ``delegateId``); ``session_reply`` is a reply in
+  a session's thread, which Linear delivers both as ``prompted`` and as a ``Comment``.
+- Agent sessions follow Linear's state rules: the last activity sets the state (a
+  ``response`` completes the session, an ``error`` fails it, an ``elicitation`` leaves it
+  ``awaitingInput``, anything else makes it ``active``); each activity records the state
+  it left (``status_after``) and its ``signal``/``signalMetadata``; a user's prompt makes
+  the session active again. ``addedExternalUrls`` add links without repeats.
+- ``latency_seconds`` delays every GraphQL answer (as a distant Linear would).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -170,8 +180,10 @@ class LinearStandIn:
         clock: Callable[[], float] = time.time,
         requests_per_hour: int = 5000,
         token_lifetime_seconds: int = 30 * 24 * 3600,
+        latency_seconds: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.latency_seconds = latency_seconds
         self.store = LinearStore(clock)
         self.schema, self.validates = load_schema(schema_path)
         if require_schema and not self.validates:
@@ -311,6 +323,8 @@ class LinearStandIn:
 
     async def _graphql(self, request: Request) -> Response:
         raw = await request.body()
+        if self.latency_seconds > 0:
+            await asyncio.sleep(self.latency_seconds)
         authorization = request.headers.get("authorization")
         with self._lock:
             now = self.clock()
@@ -543,6 +557,41 @@ class LinearStandIn:
                 signal=signal,
             )
         return WebhookDelivery("AgentSessionEvent", payload)
+
+    def delegation(self, issue_id: str) -> tuple[WebhookDelivery, WebhookDelivery, WebhookDelivery]:
+        """Delegate the issue to the agent: the three webhooks Linear sends for it, in the
+        order ``(session created, inbox notification, Issue delegateId update)``."""
+        created = self.agent_session_created(issue_id)
+        notified = self.assignment_notification(issue_id)
+        updated = self.issue_assigned(issue_id, field="delegateId")
+        return created, notified, updated
+
+    def session_reply(self, session_id: str, body: str) -> tuple[WebhookDelivery, WebhookDelivery]:
+        """A user's reply in a session's thread: the ``prompted`` webhook and the
+        ``Comment`` webhook for the same comment (its id is the prompt's
+        ``sourceCommentId``)."""
+        with self._lock:
+            session = self.store.sessions[session_id]
+            issue = self.store.find_issue(session.issue_id or "")
+            comment = self.store.add_comment(issue.id, body)
+            activity = self.store.add_prompt(session_id, body)
+            prompted = payloads.agent_session_prompted(
+                session.id,
+                issue.id,
+                self.store.agent.id,
+                body,
+                activity_id=activity.id,
+                user_id=self.store.human.id,
+                source_comment_id=comment.id,
+            )
+            commented = payloads.comment_created(
+                comment.id,
+                issue.id,
+                body,
+                user_id=self.store.human.id,
+                identifier=issue.identifier,
+            )
+        return WebhookDelivery("AgentSessionEvent", prompted), WebhookDelivery("Comment", commented)
 
     def comment_created(
         self, issue_id: str, body: str, *, user_id: str | None = None
