@@ -142,7 +142,7 @@ def build_app(settings: Settings) -> Starlette:
         runtime.configure_dbos(settings)
         await runtime.launch(settings)
         state.writer = IntakeWriter(engine)
-        state.dispatcher = Dispatcher(engine)
+        state.dispatcher = Dispatcher(engine, linear=adapters.linear)
         state.writer.on_commit(asyncio.get_running_loop(), state.dispatcher.wake)
         intake_handler = WebhookIntake(
             secret=secret_bytes,

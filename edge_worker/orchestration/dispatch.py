@@ -4,6 +4,14 @@ The intake commits an event and answers Linear; this task, running beside it, en
 ``handle_trigger`` workflow for each committed acting event and stamps the row. The
 workflow id derives from the event's dedupe key, so enqueuing twice (after a crash
 between enqueue and stamp, or from two daemons sharing a database) is a no-op.
+
+Every ``created`` and ``prompted`` agent session is answered here first, before the
+queue, the claim or any Linear read: a ``thought`` (or, for a refused session, the
+``error`` saying why), posted with the id ``first_activity_id(trigger)`` for the whole
+batch at once, each bounded by ``first_activity_timeout`` seconds. The trigger then says
+``acked``; when the post failed it does not, and its workflow posts the same activity
+(same id: said once) durably. A stop signal gets nothing here: its one activity is the
+final one.
 """
 
 from __future__ import annotations
@@ -17,7 +25,13 @@ import sqlalchemy as sa
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
+from edge_worker.linear.activities import ActivitySink
+from edge_worker.orchestration import texts
+from edge_worker.orchestration.workflows import (
+    first_activity_id,
+    handle_trigger,
+    trigger_workflow_id,
+)
 from edge_worker.runtime import TRIGGER_QUEUE
 from edge_worker.storage.events import mark_dispatched, pending_dispatch
 
@@ -38,6 +52,20 @@ def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
+def first_activity(trigger: dict[str, Any]) -> tuple[str, str] | None:
+    """The activity that answers a session trigger at once (kind, body), or ``None``."""
+    if not trigger.get("session_id"):
+        return None
+    kind = trigger["kind"]
+    if kind == "start":
+        return "thought", texts.ACK_THOUGHT
+    if kind == "follow_up":
+        return "thought", texts.PROMPT_ACK
+    if kind == "refuse":
+        return "error", texts.refusal(trigger.get("context") or {})
+    return None
+
+
 class Dispatcher:
     """Drains the outbox when woken, and every ``poll_seconds`` regardless.
 
@@ -51,11 +79,17 @@ class Dispatcher:
         self,
         engine: sa.Engine,
         *,
+        linear: ActivitySink | None = None,
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
         max_delay_seconds: float = 2.0,
+        first_activity_timeout: float = 8.0,
+        first_activity_concurrency: int = 32,
     ) -> None:
         self._engine = engine
+        self._linear = linear
+        self._first_timeout = first_activity_timeout
+        self._first_slots = asyncio.Semaphore(first_activity_concurrency)
         self._poll_seconds = poll_seconds
         self._quiet = quiet_seconds
         self._max_delay = max_delay_seconds
@@ -80,9 +114,10 @@ class Dispatcher:
                 return total
             queue = await DBOS.retrieve_queue_async(TRIGGER_QUEUE)
             assert queue is not None, "trigger queue not registered"
+            triggers = [trigger_of(row) for row in rows]
+            await self._answer_sessions(triggers)
             stamps: list[tuple[int, str]] = []
-            for row in rows:
-                trigger = trigger_of(row)
+            for row, trigger in zip(rows, triggers, strict=True):
                 workflow_id = trigger_workflow_id(trigger["dedupe_key"])
                 with SetWorkflowID(workflow_id):
                     await queue.enqueue_async(handle_trigger, trigger)
@@ -91,6 +126,38 @@ class Dispatcher:
             # commits to. A crash before it only means enqueuing again, which is a no-op.
             await asyncio.to_thread(self._stamp, stamps)
             total += len(stamps)
+
+    async def _answer_sessions(self, triggers: list[dict[str, Any]]) -> None:
+        """Post each session trigger's first activity, all at once; mark those posted."""
+        if self._linear is None:
+            return
+        wanted = [t for t in triggers if first_activity(t) is not None]
+        if wanted:
+            await asyncio.gather(*(self._answer(t) for t in wanted))
+
+    async def _answer(self, trigger: dict[str, Any]) -> None:
+        assert self._linear is not None
+        found = first_activity(trigger)
+        assert found is not None
+        kind, body = found
+        async with self._first_slots:
+            try:
+                await asyncio.wait_for(
+                    self._linear.create_activity(
+                        session_id=str(trigger["session_id"]),
+                        content={"type": kind, "body": body},
+                        id=first_activity_id(trigger),
+                    ),
+                    timeout=self._first_timeout,
+                )
+            except Exception as exc:  # the trigger's workflow posts it (same id) instead
+                log.warning(
+                    "first activity not posted; the workflow will",
+                    session_id=trigger["session_id"],
+                    error=type(exc).__name__,
+                )
+                return
+        trigger["acked"] = True
 
     def _pending(self) -> list[sa.Row[Any]]:
         with self._engine.connect() as conn:

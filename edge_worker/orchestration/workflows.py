@@ -54,7 +54,7 @@ from edge_worker.orchestration.progress import (
     ready,
     report_model,
 )
-from edge_worker.orchestration.routing import route_repository
+from edge_worker.orchestration.routing import repo_tags, route_repository
 from edge_worker.orchestration.strategy import ExecutorEstimate, choose_executor
 from edge_worker.reporting.report import ReportState, verification_summary
 from edge_worker.runtime import CLOUD_QUEUE, LOCAL_QUEUE
@@ -83,6 +83,9 @@ STATUS_WORDS = {
     "over_budget": "is over its budget",
 }
 HANDLE_WAIT_SECONDS = 10.0
+SESSION_WAIT_SECONDS = 5.0
+"""How long work started by a delegation or inbox notification waits for the agent session
+Linear opens for the same delegation, so the session carries it from the first word."""
 
 
 def estimates_for(settings: Settings) -> dict[str, ExecutorEstimate]:
@@ -137,36 +140,152 @@ async def active_workflow_step(issue_id: str) -> str | None:
     return await asyncio.to_thread(query)
 
 
+@DBOS.step()
+async def session_of_step(issue_id: str) -> dict[str, Any] | None:
+    """The issue's last work: its workflow, its session, whether it is still active."""
+
+    def query() -> dict[str, Any] | None:
+        with services.current().engine.connect() as conn:
+            found = work.session_of(conn, issue_id)
+        if found is None:
+            return None
+        workflow_id, session_id, active = found
+        return {"workflow_id": workflow_id, "session_id": session_id, "active": active}
+
+    return await asyncio.to_thread(query)
+
+
+@DBOS.step()
+async def attach_session_step(issue_id: str, session_id: str) -> str | None:
+    """Make ``session_id`` the session of the issue's active work if it has none yet;
+    returns the session the active work carries (``None``: nothing is active)."""
+
+    def attach() -> str | None:
+        with services.current().engine.begin() as conn:
+            return work.attach_session(conn, issue_id, session_id)
+
+    return await asyncio.to_thread(attach)
+
+
+def first_activity_id(trigger: dict[str, Any]) -> str:
+    """The id of the first activity a session trigger gets: the dispatcher's, or (when the
+    dispatcher could not post it) the trigger workflow's; one id, so it is said once."""
+    return stable_uuid4(str(trigger["dedupe_key"]), "first-activity")
+
+
+async def _answer_first(trigger: dict[str, Any], kind: str, body: str) -> None:
+    """Post the trigger's first activity unless the dispatcher already did."""
+    if trigger.get("session_id") and not trigger.get("acked"):
+        await steps.say_step(
+            trigger.get("issue_id") or "",
+            trigger["session_id"],
+            kind,
+            body,
+            first_activity_id(trigger),
+        )
+
+
 @DBOS.workflow()
 async def handle_trigger(trigger: dict[str, Any]) -> str:
-    """Turn one stored trigger into work; returns what it did, for the record."""
+    """Turn one stored trigger into work; returns what it did, for the record.
+
+    App mode: a session arriving while the issue's work runs without one becomes that
+    work's session (never "already working"); a start that expects a session (delegation,
+    inbox notification) finding work that has one is part of the same delegation and
+    attaches to it silently. A prompt to a session whose work ended continues that work.
+    """
     kind, issue_id = trigger["kind"], trigger["issue_id"]
+    session_id = trigger.get("session_id")
     structlog.contextvars.bind_contextvars(issue=trigger.get("issue_identifier") or issue_id)
+    if kind == "follow_up":
+        await _answer_first(trigger, "thought", texts.PROMPT_ACK)
+    if kind == "refuse":
+        log.info("session refused", reason=trigger.get("reason"))
+        await _answer_first(trigger, "error", texts.refusal(trigger.get("context") or {}))
+        return f"refused: {trigger.get('reason')}"
     if kind == "start":
-        ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
-        owner = await claim_issue_step(
-            issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
-        )
-        if owner != ours:
-            log.info("issue already being worked on", owner=owner)
-            if trigger.get("session_id"):  # a new session must not look unresponsive
-                await steps.say_step(
-                    issue_id,
-                    trigger["session_id"],
-                    "response",
-                    texts.ALREADY_WORKING,
-                    stable_uuid4(str(DBOS.workflow_id), "already-working"),
-                )
-            return f"already working: {owner}"
-        with SetWorkflowID(ours):
-            await DBOS.start_workflow_async(orchestrate_issue, trigger)
-        return f"started: {ours}"
+        return await _start(trigger)
     active = await active_workflow_step(issue_id)
     if active is None:
+        if kind == "follow_up" and session_id:
+            return await _continue_work(trigger)
+        if kind == "stop" and session_id:
+            await _answer_first(trigger, "response", texts.NOTHING_TO_STOP)
         log.info("no active work for this issue", kind=kind)
         return "no active work"
+    if kind == "follow_up" and not session_id:  # a comment: acknowledge in the work's session
+        found = await session_of_step(issue_id)
+        if found and found["session_id"]:
+            await steps.say_step(
+                issue_id,
+                found["session_id"],
+                "thought",
+                texts.FOLLOW_UP_ACK,
+                first_activity_id(trigger),
+            )
     await DBOS.send_async(active, trigger, topic=CONTROL_TOPIC)
     return f"sent {kind} to {active}"
+
+
+async def _start(trigger: dict[str, Any]) -> str:
+    issue_id, session_id = trigger["issue_id"], trigger.get("session_id")
+    context = trigger.get("context") or {}
+    await _answer_first(trigger, "thought", texts.ACK_THOUGHT)
+    if not session_id and context.get("expects_session"):
+        found = await session_of_step(issue_id)
+        if found and found["session_id"] and found["active"]:
+            log.info("delegation attached to its session's work", owner=found["workflow_id"])
+            return f"attached: {found['workflow_id']}"
+    ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
+    for _ in range(3):  # the owner may end between the claim and the attach: claim again
+        owner = await claim_issue_step(issue_id, trigger.get("issue_identifier"), ours, session_id)
+        if owner == ours:
+            with SetWorkflowID(ours):
+                await DBOS.start_workflow_async(orchestrate_issue, trigger)
+            return f"started: {ours}"
+        if not session_id:
+            log.info("issue already being worked on", owner=owner)
+            return f"attached: {owner}"
+        carried = await attach_session_step(issue_id, session_id)
+        if carried == session_id:
+            log.info("session attached to the work in progress", owner=owner)
+            message = {
+                "kind": "session",
+                "session_id": session_id,
+                "context": context,
+                "actor_name": trigger.get("actor_name"),
+            }
+            await DBOS.send_async(owner, message, topic=CONTROL_TOPIC)
+            return f"session attached: {owner}"
+        if carried is not None:  # a second session while another carries the work
+            log.info("issue already carried by another session", owner=owner)
+            await steps.say_step(
+                issue_id,
+                session_id,
+                "response",
+                texts.OTHER_SESSION,
+                stable_uuid4(str(DBOS.workflow_id), "other-session"),
+            )
+            return f"other session: {owner}"
+    return "claim contended"
+
+
+async def _continue_work(trigger: dict[str, Any]) -> str:
+    """A prompt to a session whose work ended: new work that starts from that work's
+    history (its plan and results) with the prompt as a follow-up."""
+    issue_id = trigger["issue_id"]
+    previous = await session_of_step(issue_id)
+    ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
+    owner = await claim_issue_step(
+        issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
+    )
+    if owner != ours:  # something started meanwhile: the prompt steers it
+        await DBOS.send_async(owner, trigger, topic=CONTROL_TOPIC)
+        return f"sent follow_up to {owner}"
+    continued = {**trigger, "continue_from": previous["workflow_id"] if previous else None}
+    with SetWorkflowID(ours):
+        await DBOS.start_workflow_async(orchestrate_issue, continued)
+    return f"continued: {ours}"
 
 
 # --- one sub-task -----------------------------------------------------------------------
@@ -249,6 +368,9 @@ class _SubtaskRun:
             )
             return {"key": self.key, "status": "unavailable", "reason": started["unavailable"]}
         await self._set_handle(started["handle"])
+        web_url = (self.handle.get("extra") or {}).get("web_url")
+        if web_url:
+            await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
         self.iterations = 1
         await self._follow("run", "run")
         status = await self._judge()
@@ -270,6 +392,16 @@ class _SubtaskRun:
             status = await self._judge()
         finished_at = await steps.now_step()
         return await self._finish(status, finished_at - started_at)
+
+    def _name(self) -> str:
+        return str(self.spec.get("sub_issue_identifier") or self.key)
+
+    async def _link(self, label: str, url: str) -> None:
+        """Add a link to the session (Codegen's run page, a pull request)."""
+        if self.spec.get("session_id"):
+            await steps.add_session_links_step(
+                self.spec["session_id"], [{"label": label, "url": url}]
+            )
 
     async def _set_handle(self, handle: dict[str, Any]) -> None:
         self.handle = handle
@@ -393,8 +525,10 @@ class _SubtaskRun:
                     "duration_seconds": duration,
                     "note": self.note,
                 },
-                spec.get("done_state_id") if status == "passed" else None,
+                _end_state(spec, status),
             )
+        for url in result.get("pr_urls") or []:
+            await self._link(texts.PR_LINK_LABEL.format(name=self._name()), str(url))
         await steps.release_run_step(self.executor, self.handle, status == "passed")
         await steps.track_subtask_step(
             self.issue_id, self.key, self.workflow_id, status, self.executor
@@ -405,8 +539,7 @@ class _SubtaskRun:
 async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception) -> dict[str, Any]:
     """The outcome of a sub-task whose run could not go on (an error no step recovered)."""
     key, issue_id = spec["key"], spec["issue_id"]
-    error = f"{type(exc).__name__}: {exc}"[:400]
-    summary = texts.SUBTASK_ERROR.format(error=error)
+    summary = texts.SUBTASK_ERROR
     spent = Total()
     with contextlib.suppress(Exception):
         spent = Total(**await steps.subtask_total_step(issue_id, key))
@@ -436,7 +569,7 @@ async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception)
                     "executor": spec["executor"],
                     "note": spec.get("note"),
                 },
-                None,
+                spec.get("reset_state_id"),
             )
     with contextlib.suppress(Exception):
         await steps.track_subtask_step(issue_id, key, workflow_id, "failed", spec["executor"])
@@ -460,6 +593,17 @@ async def run_subtask(spec: dict[str, Any]) -> dict[str, Any]:
         outcome = await _subtask_error(spec, workflow_id, exc)
     await DBOS.send_async(spec["parent"], {"type": "subtask_done", **outcome}, CONTROL_TOPIC)
     return outcome
+
+
+def _end_state(spec: dict[str, Any], status: str) -> str | None:
+    """Where a sub-issue goes when its sub-task ends: done when it passed; back to the
+    unstarted (or configured) state when it failed or could not go on, so boards do not
+    show it moving; left alone when the work was stopped."""
+    if status == "passed":
+        return spec.get("done_state_id")
+    if status in ("failed", "timed_out", "over_budget"):
+        return spec.get("reset_state_id")
+    return None
 
 
 def _join(first: str | None, second: str | None) -> str | None:
@@ -517,6 +661,7 @@ class _Orchestration:
         self.planning_cost: Total | None = None
         self.said = 0
         self.day_warned: set[str] = set()
+        self.report_linked = False
 
     def note(self, text: str) -> None:
         """Add a note to the report (once: a repeated message is not repeated)."""
@@ -568,8 +713,60 @@ class _Orchestration:
         }
         await steps.post_report_step(data)
 
-    async def say(self, kind: str, body: str) -> None:
-        await steps.say_step(self.issue_id, self.session_id, kind, body, self.say_id())
+    async def say(
+        self, kind: str, body: str, *, options: list[str] | None = None, final: bool = False
+    ) -> None:
+        """Say something in the session (a comment in user mode); ``options`` make an
+        elicitation a ``select``; ``final`` drops progress not yet sent (after a stop)."""
+        await steps.say_step(
+            self.issue_id,
+            self.session_id,
+            kind,
+            body,
+            self.say_id(),
+            options=options,
+            final=final,
+        )
+
+    async def link_report(self) -> None:
+        """Show the report comment among the session's links (once)."""
+        if self.session_id and self.snapshot and not self.report_linked:
+            self.report_linked = True
+            url = report_url(self.snapshot["issue"]["url"], self.issue_id)
+            await steps.add_session_links_step(
+                self.session_id, [{"label": texts.REPORT_LINK_LABEL, "url": url}]
+            )
+
+
+def report_url(issue_url: str, issue_id: str) -> str:
+    """The Linear URL of the issue's report comment (its id is chosen by the daemon)."""
+    comment_id = stable_uuid4(issue_id, steps.REPORT_PURPOSE)
+    return f"{issue_url}#comment-{comment_id[:8]}"
+
+
+async def _recv(o: _Orchestration, timeout: float) -> dict[str, Any] | None:
+    """The next control message within ``timeout`` seconds; a session arriving for this
+    work (``kind: session``) is adopted on the way and not returned."""
+    while True:
+        message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=timeout)
+        if message is None or message.get("kind") != "session":
+            return dict(message) if message is not None else None
+        await _adopt_session(o, message)
+
+
+async def _adopt_session(o: _Orchestration, message: dict[str, Any]) -> None:
+    """Make the session that arrived after the work started carry it: from now on the
+    plan, the activities, the links and the final response go there."""
+    if o.session_id is not None:
+        return
+    o.session_id = str(message["session_id"])
+    log.info("agent session now carries the work", session=o.session_id)
+    context = message.get("context") or {}
+    own = o.trigger.get("context") or {}
+    if not own.get("prompt_context") and context.get("prompt_context"):
+        o.trigger["context"] = {**own, **context}
+    await o.link_report()
+    await _publish_plan(o)
 
 
 def _context(o: _Orchestration) -> PlanningContext:
@@ -606,7 +803,9 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
             return None
         if message.get("kind") == "stop":
             return dict(message)
-        if message.get("kind") == "follow_up" and message.get("text"):
+        if message.get("kind") == "session":
+            await _adopt_session(o, message)
+        elif message.get("kind") == "follow_up" and message.get("text"):
             o.follow_ups.append(
                 ContextComment(author=message.get("actor_name") or "user", body=message["text"])
             )
@@ -615,13 +814,19 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
 async def _finish(o: _Orchestration, state: ReportState, message: str | None = None) -> str:
     if message:
         o.note(message)
-    await o.report(state)
-    if state == "done":
+    # After a stop the session gets one final activity and Linear nothing else (Linear's
+    # stop signal); in user mode the report is the only place that says it stopped.
+    quiet = state == "stopped" and o.session_id is not None
+    if not quiet:
+        await o.report(state)
+    if state == "done" and _may_move(o):
         review = o.state_id(name=o.settings.review_state)
         if review:
             await steps.move_issue_step(o.issue_id, review)
+    await DBOS.set_event_async("history", _history(o))
     if o.session_id:
-        await _publish_plan(o)  # the session's plan shows where every sub-task ended
+        if not quiet:
+            await _publish_plan(o)  # the session's plan shows where every sub-task ended
         passed = sum(
             1 for t in (o.progress.tasks.values() if o.progress else []) if t.status == "passed"
         )
@@ -635,9 +840,26 @@ async def _finish(o: _Orchestration, state: ReportState, message: str | None = N
         )
         if message:
             body += "\n\n" + message
-        await o.say("response" if state == "done" else "error", body)
+        await o.say("response" if state in ("done", "stopped") else "error", body, final=quiet)
     await steps.set_state_step(o.issue_id, o.workflow_id, state)
     return state
+
+
+def _may_move(o: _Orchestration) -> bool:
+    """Whether the issue may be moved: never out of completed or canceled (Linear's agent
+    guidelines), as it stood when the work started."""
+    state = (o.snapshot.get("issue") or {}).get("state") or {}
+    return state.get("type") not in ("completed", "canceled")
+
+
+def _history(o: _Orchestration) -> dict[str, Any]:
+    """What a later prompt to the session continues from: the plan with every sub-task's
+    result, the repository and the follow-ups so far."""
+    return {
+        "progress": o.progress.model_dump(mode="json") if o.progress else None,
+        "repository": o.trigger.get("_repository"),
+        "follow_ups": [c.model_dump(mode="json") for c in o.follow_ups],
+    }
 
 
 @DBOS.workflow()
@@ -651,7 +873,7 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
     except Exception as exc:  # every run ends with a terminal update, never "working"
         log.error("orchestration failed", error=repr(exc))
         await steps.set_state_step(o.issue_id, workflow_id, "failed", detail=repr(exc)[:500])
-        text = texts.CRASHED.format(error=type(exc).__name__)
+        text = texts.CRASHED
         o.notes.append(text)
         with contextlib.suppress(Exception):
             if o.snapshot:
@@ -662,15 +884,40 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
         return "failed"
 
 
+async def _await_session(o: _Orchestration) -> dict[str, Any] | None:
+    """Wait briefly for the session of the delegation that started this work; returns a
+    stop that came meanwhile (follow-ups are kept for the planner)."""
+    while True:
+        message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=SESSION_WAIT_SECONDS)
+        if message is None:
+            return None
+        if message.get("kind") == "session":
+            await _adopt_session(o, message)
+            return None
+        if message.get("kind") == "stop":
+            return dict(message)
+        if message.get("kind") == "follow_up" and message.get("text"):
+            author = message.get("actor_name") or "user"
+            o.follow_ups.append(ContextComment(author=author, body=message["text"]))
+
+
 async def _orchestrate(o: _Orchestration) -> str:
     workflow_id = o.workflow_id
+    early_stop = None
+    if (o.trigger.get("context") or {}).get("expects_session") and not o.session_id:
+        early_stop = await _await_session(o)
     money = await steps.money_step(o.issue_id)
     day_spent = Total(**money["day"]).usd
     refused = o.limits.per_day is not None and day_spent >= o.limits.per_day
     o.snapshot = await steps.acknowledge_step(
-        o.issue_id, o.session_id, workflow_id, start=not refused
+        o.issue_id,
+        o.session_id,
+        workflow_id,
+        start=not refused,
+        delegate_to=o.settings.linear.agent_user_id if o.session_id else None,
     )
     o.identifier = o.snapshot["issue"]["identifier"]
+    await o.link_report()
     started_at = await steps.now_step()
     deadline = started_at + o.settings.issue_timeout_seconds
     await steps.set_state_step(o.issue_id, workflow_id, "planning")
@@ -680,6 +927,17 @@ async def _orchestrate(o: _Orchestration) -> str:
             spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
         )
         return await _finish(o, "over_budget", text)
+    if early_stop is not None:
+        o.stopped_by = early_stop.get("actor_name") or "a user"
+        return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+    if o.trigger.get("continue_from"):
+        history = await DBOS.get_event_async(
+            o.trigger["continue_from"], "history", timeout_seconds=0
+        )
+        if isinstance(history, dict) and history.get("progress"):
+            return await _continue(o, history, deadline)
+        author = o.trigger.get("actor_name") or "user"  # nothing to continue: plan anew
+        o.follow_ups.append(ContextComment(author=author, body=o.trigger.get("text") or ""))
     if not o.session_id:
         await o.report("planning")
 
@@ -692,16 +950,23 @@ async def _orchestrate(o: _Orchestration) -> str:
         team_key=issue["team"]["key"],
     )
     if route.repository is None and o.settings.repositories:
-        choices = ", ".join(f"`{r.id}`" for r in o.settings.repositories)
-        await o.say("elicitation", texts.NO_REPOSITORY.format(reason=route.reason, choices=choices))
+        options = await steps.rank_repositories_step(o.issue_id, o.session_id)
+        choices = ", ".join(f"`{r}`" for r in options)
+        await o.say(
+            "elicitation",
+            texts.NO_REPOSITORY.format(reason=route.reason, choices=choices),
+            options=options,
+        )
         await steps.set_state_step(o.issue_id, workflow_id, "waiting")
-        reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+        reply = await _recv(o, REPOSITORY_WAIT_SECONDS)
         if reply is None or reply.get("kind") == "stop":
             if reply is not None:
                 o.stopped_by = reply.get("actor_name") or "a user"
                 return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
-        route = route_repository(o.settings.repositories, description=reply.get("text"))
+        route = route_repository(
+            o.settings.repositories, description=_repository_reply(reply.get("text") or "")
+        )
         if route.repository is None:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
     if route.repository is not None:
@@ -733,12 +998,47 @@ async def _orchestrate(o: _Orchestration) -> str:
     return await _execute(o, deadline)
 
 
+def _repository_reply(text: str) -> str:
+    """A reply to the repository question as ``route_repository`` reads it: a selected
+    option (or a bare id typed in reply) becomes a ``[repo=<id>]`` tag."""
+    if repo_tags(text):
+        return text
+    word = text.strip().strip("`").strip()
+    return f"[repo={word}]" if word and " " not in word else text
+
+
+async def _continue(o: _Orchestration, history: dict[str, Any], deadline: float) -> str:
+    """Continue finished work with a prompt: answer it, re-open the sub-tasks it names, or
+    plan the new work it asks for, then carry on as before."""
+    o.progress = Progress.model_validate(history["progress"])
+    if history.get("repository"):
+        o.trigger["_repository"] = history["repository"]
+    o.follow_ups = [ContextComment.model_validate(c) for c in history.get("follow_ups") or []]
+    log.info("continuing finished work", previous=o.trigger.get("continue_from"))
+    await steps.set_state_step(
+        o.issue_id, o.workflow_id, "working", subtasks_total=len(o.progress.tasks)
+    )
+    budget_reason = await _follow_up(o, o.trigger, None)
+    await _publish_plan(o)
+    await o.report("working")
+    if budget_reason is not None:
+        return await _finish(o, "over_budget", texts.BUDGET_BLOCKED.format(reason=budget_reason))
+    return await _execute(o, deadline)
+
+
 async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
     assert o.progress is not None
     unstarted = o.state_id(type_="unstarted")
     for subtask in subtasks:
         ref = await steps.create_subissue_step(
-            o.issue_id, o.team_id, unstarted, subtask.model_dump(mode="json")
+            o.issue_id,
+            o.team_id,
+            unstarted,
+            subtask.model_dump(mode="json"),
+            parent_url=o.snapshot["issue"].get("url"),
+            report_url=report_url(o.snapshot["issue"]["url"], o.issue_id)
+            if o.snapshot["issue"].get("url")
+            else None,
         )
         record = o.progress.tasks[subtask.key]
         record.sub_issue_id, record.identifier, record.url = (
@@ -860,8 +1160,15 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "issue_identifier": o.identifier,
         "session_id": o.session_id,
         "sub_issue_id": record.sub_issue_id,
+        "sub_issue_identifier": record.identifier,
         "started_state_id": o.state_id(type_="started"),
         "done_state_id": o.state_id(type_="completed"),
+        "reset_state_id": (
+            o.state_id(name=o.settings.failed_subtask_state)
+            if o.settings.failed_subtask_state
+            else None
+        )
+        or o.state_id(type_="unstarted"),
         "task": task.model_dump(mode="json"),
         "max_iterations": o.settings.max_iterations,
         "issue_limit": str(o.budget.limit) if o.budget.limit is not None else None,
@@ -1110,17 +1417,19 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             asked_budget = True
             o.note(texts.BUDGET_BLOCKED.format(reason=budget_reason))
             await o.report("over_budget")
-            await o.say("elicitation", texts.BUDGET_ELICITATION.format(reason=budget_reason))
-            message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=BUDGET_WAIT_SECONDS)
+            await o.say(
+                "elicitation",
+                texts.BUDGET_ELICITATION.format(reason=budget_reason),
+                options=list(texts.BUDGET_OPTIONS),
+            )
+            message = await _recv(o, BUDGET_WAIT_SECONDS)
         else:
             now = await steps.now_step()
             if now >= deadline:
                 await _stop_children(o, "timed_out")
                 limit = f"{o.settings.issue_timeout_seconds:.0f}s"
                 return await _finish(o, "timed_out", texts.TIMED_OUT.format(limit=limit))
-            message = await DBOS.recv_async(
-                CONTROL_TOPIC, timeout_seconds=min(POLL_SECONDS, max(1.0, deadline - now))
-            )
+            message = await _recv(o, min(POLL_SECONDS, max(1.0, deadline - now)))
         if message is None:
             continue
         if message.get("type") == "subtask_done":
@@ -1133,6 +1442,17 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             o.stopped_by = message.get("actor_name") or "a user"
             await _stop_children(o, "cancelled")
             return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+        elif (
+            message.get("kind") == "follow_up"
+            and budget_reason is not None
+            and (message.get("text") or "").strip().strip("`").lower() == texts.BUDGET_OPTIONS[1]
+        ):  # "stop" chosen at the budget question: end over budget, as a second refusal does
+            for record in o.progress.tasks.values():
+                if record.status == "pending":
+                    record.status = "over_budget"
+            return await _finish(
+                o, "over_budget", texts.BUDGET_BLOCKED.format(reason=budget_reason)
+            )
         elif message.get("kind") == "follow_up":
             was_blocked = budget_reason is not None
             budget_reason = await _follow_up(o, message, budget_reason)
