@@ -355,8 +355,11 @@ async def follow_run_step(
 ) -> dict[str, Any]:
     """Follow a run to its end and record what it cost (once, by entry id)."""
     a = adapters()
+    workdir = handle.get("workdir")
 
     async def on_progress(kind: str, text: str) -> None:
+        if workdir:  # Linear sees paths in the repository, never the daemon's own
+            text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
         if session_id and text.strip():
             if kind == "action":
                 a.coalescer.note_action(session_id, action=text[:200], parameter="")
