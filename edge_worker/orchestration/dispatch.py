@@ -83,7 +83,7 @@ class Dispatcher:
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
         max_delay_seconds: float = 2.0,
-        first_activity_timeout: float = 8.0,
+        first_activity_timeout: float = 6.0,
         first_activity_concurrency: int = 32,
     ) -> None:
         self._engine = engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,10 +81,6 @@ SUBTASK_FEEDBACK = (
 )
 FEEDBACK_SECTION = "\n\n## Follow-up on the issue thread\n\n{feedback}"
 STOPPED = "Stopped by {who}."
-ALREADY_WORKING = (
-    "I am already working on this issue; its report comment shows the progress. "
-    "Reply there, or in the session that started the work, to steer it."
-)
 TIMED_OUT = "Stopped: the issue ran longer than its {limit} limit."
 FINAL_RESPONSE = "{state}: {passed}/{total} sub-issues passed. Total cost: {total_cost}."
 ASK_HUMAN = (
@@ -99,3 +96,15 @@ CRASHED = (
 def refusal(context: Mapping[str, Any]) -> str:
     """The answer to a session the daemon refuses, by the refusal's code."""
     return REFUSED.get(str(context.get("refusal")), REFUSED["no_issue"])
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)+([\w.@+-]+)")
+MAX_REASON_CHARS = 200
+
+
+def for_linear(reason: str) -> str:
+    """A reason fit for Linear: one line, no absolute paths of the daemon's machine (only
+    the file's name is kept), at most :data:`MAX_REASON_CHARS` characters. The full text
+    belongs in the log."""
+    line = _ABSOLUTE_PATH.sub(lambda m: m.group(1), " ".join(reason.split()))
+    return line if len(line) <= MAX_REASON_CHARS else line[: MAX_REASON_CHARS - 1] + "…"

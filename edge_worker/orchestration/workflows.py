@@ -984,7 +984,11 @@ async def _orchestrate(o: _Orchestration) -> str:
     if "error" in planned:
         template = texts.PLANNER_UNAVAILABLE if planned.get("unavailable") else texts.PLAN_FAILED
         key = "reason" if planned.get("unavailable") else "problems"
-        return await _finish(o, "failed", template.format(**{key: planned["error"]}))
+        log.warning("no plan", error=planned["error"])
+        error = (
+            texts.for_linear(planned["error"]) if planned.get("unavailable") else planned["error"]
+        )
+        return await _finish(o, "failed", template.format(**{key: error}))
     plan = Plan.model_validate(planned["plan"])
     o.planning_cost = Total.of(planned.get("cost_usd"))
     await _warn_day_once(o)
@@ -1195,8 +1199,10 @@ def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> TaskRecord | N
         return None  # a late message from a run this orchestration already gave up on
     if message["status"] == "unavailable":
         executor = record.executor or "codegen"
-        o.unavailable[executor] = message["reason"]
-        record.status, record.note = "pending", f"{executor} unavailable: {message['reason']}"
+        log.warning("executor unavailable", executor=executor, reason=message["reason"])
+        reason = texts.for_linear(message["reason"])
+        o.unavailable[executor] = reason
+        record.status, record.note = "pending", f"{executor} unavailable: {reason}"
         record.resume_from = None
         return record
     cost = message["cost"]
@@ -1341,7 +1347,9 @@ async def _follow_up(
         _context(o).model_dump(mode="json"), o.workflow_id, o.issue_id, o.identifier, round_
     )
     if "error" in planned:
-        o.notes.append(f"Follow-up from {author} could not be planned: {planned['error']}")
+        log.warning("follow-up not planned", error=planned["error"])
+        reason = texts.for_linear(planned["error"])
+        o.notes.append(f"Follow-up from {author} could not be planned: {reason}")
         return budget_reason
     new_plan = Plan.model_validate(planned["plan"])
     known = set(o.progress.tasks)
