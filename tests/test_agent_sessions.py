@@ -109,6 +109,10 @@ def test_one_delegation_is_one_session_whatever_the_order(
             assert len([a for a in said if a.content["type"] == "response"]) == 1
             issue = world.linear.store.find_issue(issue_id)
             assert issue.delegate_id == world.agent_id
+        failed = e2e.query(
+            "SELECT workflow_uuid, error FROM workflow_status WHERE status = 'ERROR'", dbos=True
+        )
+        assert failed == [], failed
         # one session per issue: no other session was opened or answered
         answered = {a.session_id for a in world.linear.store.activities.values()}
         assert answered == {session for _, session in cases}
@@ -181,6 +185,7 @@ def test_sessions_are_answered_refused_continued_and_deduplicated(
         later = activities(world, session_id)[before:]
         assert later[0].content == {"type": "thought", "body": texts.PROMPT_ACK}
         assert later[-1].content["type"] == "response"
+        assert f"sent to `{child.identifier}`" in later[-1].content["body"]  # what it did
         calls = e2e.agent_calls(identifier, "add-function")
         assert len(calls) == 2 and calls[1]["resume"] == calls[0]["session_id"]
         assert "also accept floats" in calls[1]["prompt"]
@@ -279,3 +284,79 @@ def test_the_repository_question_is_a_select_and_its_choice_is_taken(
         e2e.send(world.linear.agent_session_prompted(session_id, "demo"))
         assert e2e.wait_end(issue_id) == "done"
         assert_carried_by(world, session_id)
+
+
+def test_the_session_links_the_report_the_codegen_run_and_its_pull_request(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    store = world.linear.store
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", EDGE_WORKER_STRATEGY="cloud-only") as e2e:
+        created = world.linear.agent_session_created(issue_id)
+        session_id = session_of(created)
+        e2e.send(created)
+        assert e2e.wait_end(issue_id) == "done"
+        assert_carried_by(world, session_id)
+        links = {link["label"]: link["url"] for link in store.sessions[session_id].external_urls}
+        child = store.children_of(issue_id)[0]
+        (run,) = world.codegen.runs.values()
+        assert links[texts.REPORT_LINK_LABEL].startswith(
+            store.issue_url(store.find_issue(issue_id))
+        )
+        assert links[texts.RUN_LINK_LABEL.format(name=child.identifier)].endswith(str(run.id))
+        pull_request = links[texts.PR_LINK_LABEL.format(name=child.identifier)]
+        assert pull_request in e2e.result_comment(child.id)
+
+
+@pytest.mark.postgres
+def test_one_delegation_is_one_session_on_postgres(
+    world: SandboxWorld, tmp_path: Path, postgres_url: str
+) -> None:
+    """The same on PostgreSQL (row locks instead of SQLite's single writer): the session
+    last, first, and all three at once."""
+    import psycopg
+
+    from tests.support.pg import scratch_database
+
+    def query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(url) as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+    with scratch_database(postgres_url) as url:
+        env = {**LOCAL, "EDGE_WORKER_DATABASE_URL": url}
+        with running(world, tmp_path / "state", **env) as e2e:
+            cases = []
+            for order in ((2, 1, 0), (0, 2, 1), None):
+                issue_id = world.new_issue()
+                deliveries = world.linear.delegation(issue_id)
+                if order is None:
+                    threads = [threading.Thread(target=e2e.send, args=(d,)) for d in deliveries]
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                else:
+                    for index in order:
+                        e2e.send(deliveries[index])
+                cases.append((issue_id, session_of(deliveries[0])))
+            for issue_id, session_id in cases:
+                wait_until(
+                    lambda issue=issue_id: query(
+                        url,
+                        "SELECT 1 FROM ew_work_items WHERE issue_id = %s AND state = 'done'",
+                        issue,
+                    ),
+                    timeout=90,
+                )
+                started = query(
+                    url,
+                    "SELECT workflow_uuid FROM dbos.workflow_status "
+                    "WHERE name = 'orchestrate_issue' AND workflow_uuid LIKE %s",
+                    f"issue-{issue_id}-%",
+                )
+                assert len(started) == 1, started
+                assert_carried_by(world, session_id)
+            failed = query(
+                url, "SELECT workflow_uuid FROM dbos.workflow_status WHERE status = 'ERROR'"
+            )
+            assert failed == [], failed

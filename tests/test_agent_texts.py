@@ -38,3 +38,15 @@ def test_a_sub_issue_links_its_parent_and_the_report_by_url() -> None:
     text = render_subissue_description("parent-id", subtask, parent_url=parent, report_url=report)
     assert parent in text and report in text
     assert parent not in render_subissue_description("parent-id", subtask)
+
+
+def test_a_reply_to_the_repository_question_names_one_repository() -> None:
+    from edge_worker.orchestration.workflows import _repository_reply
+
+    known = ["demo", "website"]
+    assert _repository_reply("demo", known) == "[repo=demo]"  # the selected option
+    assert _repository_reply("`website`", known) == "[repo=website]"
+    assert _repository_reply("use demo please", known) == "[repo=demo]"
+    assert _repository_reply("[repo=website]", known) == "[repo=website]"
+    assert _repository_reply("unknown", known) == "[repo=unknown]"  # refused by routing
+    assert _repository_reply("demo or website?", known) == "demo or website?"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -223,8 +224,23 @@ async def handle_trigger(trigger: dict[str, Any]) -> str:
                 texts.FOLLOW_UP_ACK,
                 first_activity_id(trigger),
             )
-    await DBOS.send_async(active, trigger, topic=CONTROL_TOPIC)
+    await _send_to(active, trigger)
     return f"sent {kind} to {active}"
+
+
+OWNER_WAIT_SECONDS = 60.0
+
+
+async def _send_to(workflow_id: str, message: dict[str, Any]) -> None:
+    """Send a control message to an orchestration, waiting for it to exist: the issue is
+    claimed for it a moment before the trigger that claimed it starts it."""
+    waited = 0.0
+    while await DBOS.get_workflow_status_async(workflow_id) is None:
+        if waited >= OWNER_WAIT_SECONDS:
+            break  # the send below says what is wrong
+        await DBOS.sleep_async(0.2)
+        waited += 0.2
+    await DBOS.send_async(workflow_id, message, topic=CONTROL_TOPIC)
 
 
 async def _start(trigger: dict[str, Any]) -> str:
@@ -255,7 +271,7 @@ async def _start(trigger: dict[str, Any]) -> str:
                 "context": context,
                 "actor_name": trigger.get("actor_name"),
             }
-            await DBOS.send_async(owner, message, topic=CONTROL_TOPIC)
+            await _send_to(owner, message)
             return f"session attached: {owner}"
         if carried is not None:  # a second session while another carries the work
             log.info("issue already carried by another session", owner=owner)
@@ -280,7 +296,7 @@ async def _continue_work(trigger: dict[str, Any]) -> str:
         issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
     )
     if owner != ours:  # something started meanwhile: the prompt steers it
-        await DBOS.send_async(owner, trigger, topic=CONTROL_TOPIC)
+        await _send_to(owner, trigger)
         return f"sent follow_up to {owner}"
     continued = {**trigger, "continue_from": previous["workflow_id"] if previous else None}
     with SetWorkflowID(ours):
@@ -824,6 +840,10 @@ async def _finish(o: _Orchestration, state: ReportState, message: str | None = N
         if review:
             await steps.move_issue_step(o.issue_id, review)
     await DBOS.set_event_async("history", _history(o))
+    if o.session_id is None:  # a session that came just now still gets the final word
+        while (late := await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=0)) is not None:
+            if late.get("kind") == "session":
+                await _adopt_session(o, late)
     if o.session_id:
         if not quiet:
             await _publish_plan(o)  # the session's plan shows where every sub-task ended
@@ -840,6 +860,10 @@ async def _finish(o: _Orchestration, state: ReportState, message: str | None = N
         )
         if message:
             body += "\n\n" + message
+        if o.trigger.get("continue_from"):  # what became of the prompt that continued it
+            said = [n for n in o.notes if n != message]
+            if said:
+                body += "\n\n" + "\n".join(f"- {n}" for n in said)
         await o.say("response" if state in ("done", "stopped") else "error", body, final=quiet)
     await steps.set_state_step(o.issue_id, o.workflow_id, state)
     return state
@@ -965,7 +989,10 @@ async def _orchestrate(o: _Orchestration) -> str:
                 return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
         route = route_repository(
-            o.settings.repositories, description=_repository_reply(reply.get("text") or "")
+            o.settings.repositories,
+            description=_repository_reply(
+                reply.get("text") or "", [r.id for r in o.settings.repositories]
+            ),
         )
         if route.repository is None:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
@@ -1002,13 +1029,17 @@ async def _orchestrate(o: _Orchestration) -> str:
     return await _execute(o, deadline)
 
 
-def _repository_reply(text: str) -> str:
+def _repository_reply(text: str, known: list[str]) -> str:
     """A reply to the repository question as ``route_repository`` reads it: a selected
-    option (or a bare id typed in reply) becomes a ``[repo=<id>]`` tag."""
+    option, or a reply naming exactly one configured id (``"demo please"``), becomes a
+    ``[repo=<id>]`` tag; a bare unknown word becomes one too, so the answer says so."""
     if repo_tags(text):
         return text
-    word = text.strip().strip("`").strip()
-    return f"[repo={word}]" if word and " " not in word else text
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9._/-]*", text)
+    named = list(dict.fromkeys(w for w in words if w in known))
+    if len(named) == 1:
+        return f"[repo={named[0]}]"
+    return f"[repo={words[0]}]" if len(words) == 1 else text
 
 
 async def _continue(o: _Orchestration, history: dict[str, Any], deadline: float) -> str:
