@@ -25,13 +25,8 @@ import sqlalchemy as sa
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from edge_worker.linear.activities import ActivitySink
-from edge_worker.orchestration import texts
-from edge_worker.orchestration.workflows import (
-    first_activity_id,
-    handle_trigger,
-    trigger_workflow_id,
-)
+from edge_worker.orchestration.answers import FirstAnswers, first_activity
+from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
 from edge_worker.runtime import TRIGGER_QUEUE
 from edge_worker.storage.events import mark_dispatched, pending_dispatch
 
@@ -52,20 +47,6 @@ def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-def first_activity(trigger: dict[str, Any]) -> tuple[str, str] | None:
-    """The activity that answers a session trigger at once (kind, body), or ``None``."""
-    if not trigger.get("session_id"):
-        return None
-    kind = trigger["kind"]
-    if kind == "start":
-        return "thought", texts.ACK_THOUGHT
-    if kind == "follow_up":
-        return "thought", texts.PROMPT_ACK
-    if kind == "refuse":
-        return "error", texts.refusal(trigger.get("context") or {})
-    return None
-
-
 class Dispatcher:
     """Drains the outbox when woken, and every ``poll_seconds`` regardless.
 
@@ -79,17 +60,13 @@ class Dispatcher:
         self,
         engine: sa.Engine,
         *,
-        linear: ActivitySink | None = None,
+        answers: FirstAnswers | None = None,
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
         max_delay_seconds: float = 2.0,
-        first_activity_timeout: float = 6.0,
-        first_activity_concurrency: int = 32,
     ) -> None:
         self._engine = engine
-        self._linear = linear
-        self._first_timeout = first_activity_timeout
-        self._first_slots = asyncio.Semaphore(first_activity_concurrency)
+        self._answers = answers
         self._poll_seconds = poll_seconds
         self._quiet = quiet_seconds
         self._max_delay = max_delay_seconds
@@ -128,36 +105,14 @@ class Dispatcher:
             total += len(stamps)
 
     async def _answer_sessions(self, triggers: list[dict[str, Any]]) -> None:
-        """Post each session trigger's first activity, all at once; mark those posted."""
-        if self._linear is None:
+        """Make sure each session trigger's first activity went out; mark those that did."""
+        if self._answers is None:
             return
         wanted = [t for t in triggers if first_activity(t) is not None]
-        if wanted:
-            await asyncio.gather(*(self._answer(t) for t in wanted))
-
-    async def _answer(self, trigger: dict[str, Any]) -> None:
-        assert self._linear is not None
-        found = first_activity(trigger)
-        assert found is not None
-        kind, body = found
-        async with self._first_slots:
-            try:
-                await asyncio.wait_for(
-                    self._linear.create_activity(
-                        session_id=str(trigger["session_id"]),
-                        content={"type": kind, "body": body},
-                        id=first_activity_id(trigger),
-                    ),
-                    timeout=self._first_timeout,
-                )
-            except Exception as exc:  # the trigger's workflow posts it (same id) instead
-                log.warning(
-                    "first activity not posted; the workflow will",
-                    session_id=trigger["session_id"],
-                    error=type(exc).__name__,
-                )
-                return
-        trigger["acked"] = True
+        posted = await asyncio.gather(*(self._answers.settle(t) for t in wanted))
+        for trigger, went_out in zip(wanted, posted, strict=True):
+            if went_out:
+                trigger["acked"] = True
 
     def _pending(self) -> list[sa.Row[Any]]:
         with self._engine.connect() as conn:

@@ -43,6 +43,7 @@ from edge_worker.executors.base import Evidence, RunStatus, Task, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
 from edge_worker.orchestration import steps, texts
+from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.follow_ups import REOPENABLE, Named, named_subtasks
@@ -166,12 +167,6 @@ async def attach_session_step(issue_id: str, session_id: str) -> str | None:
             return work.attach_session(conn, issue_id, session_id)
 
     return await asyncio.to_thread(attach)
-
-
-def first_activity_id(trigger: dict[str, Any]) -> str:
-    """The id of the first activity a session trigger gets: the dispatcher's, or (when the
-    dispatcher could not post it) the trigger workflow's; one id, so it is said once."""
-    return stable_uuid4(str(trigger["dedupe_key"]), "first-activity")
 
 
 async def _answer_first(trigger: dict[str, Any], kind: str, body: str) -> None:
