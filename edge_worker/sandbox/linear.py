@@ -54,6 +54,7 @@ from typing import Any, Literal
 import httpx
 import structlog
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     GraphQLError,
     OperationType,
@@ -84,6 +85,7 @@ DEFAULT_API_KEY = "lin_api_sandbox_key"
 DEFAULT_CLIENT_ID = "sandbox-client-id"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 COMPLEXITY_LIMIT = 250_000
+MAX_CACHED_DOCUMENTS = 1000
 FailureKind = Literal["ratelimited", "server_error"]
 
 
@@ -203,6 +205,8 @@ class LinearStandIn:
         self._window: deque[float] = deque()
         self._failures: deque[_Failure] = deque()
         self._lock = threading.RLock()
+        self._documents: dict[str, DocumentNode] = {}
+        self._verdicts: dict[str, list[GraphQLError]] = {}
         self.app = Starlette(
             routes=[
                 Route("/graphql", self._graphql, methods=["POST"]),
@@ -356,7 +360,7 @@ class LinearStandIn:
             body.get("operationName") if isinstance(body.get("operationName"), str) else None
         )
         try:
-            document = parse(body["query"])
+            document = self._parse(body["query"])
         except GraphQLError as exc:
             return JSONResponse({"errors": [exc.formatted]}, status_code=400), operation, variables
         operation_ast = get_operation_ast(document, operation)
@@ -390,7 +394,7 @@ class LinearStandIn:
 
         # Against Linear's schema when present; against the built-in subset otherwise,
         # which only keeps the executor from running a malformed document.
-        problems = validate(self.schema, document)
+        problems = self._validate(body["query"], document)
         if problems:
             errors = [_graphql_error(p) for p in problems]
             response = JSONResponse({"errors": errors}, status_code=400, headers=headers)
@@ -422,6 +426,25 @@ class LinearStandIn:
         if failure is not None:  # carried out, but the answer is lost
             return self._server_error(failure), operation, variables
         return self._result_response(result, headers), operation, variables
+
+    def _parse(self, query: str) -> DocumentNode:
+        document = self._documents.get(query)
+        if document is None:
+            document = parse(query)
+            if len(self._documents) < MAX_CACHED_DOCUMENTS:
+                self._documents[query] = document
+        return document
+
+    def _validate(self, query: str, document: DocumentNode) -> list[GraphQLError]:
+        """The schema's verdict on a document, remembered per query text: a client sends
+        the same few operations over and over, and validating against Linear's whole
+        schema costs milliseconds each time."""
+        problems = self._verdicts.get(query)
+        if problems is None:
+            problems = validate(self.schema, document)
+            if len(self._verdicts) < MAX_CACHED_DOCUMENTS:
+                self._verdicts[query] = problems
+        return problems
 
     @staticmethod
     def _server_error(failure: _Failure) -> Response:
