@@ -178,7 +178,8 @@ def test_iterations_fix_one_and_give_up_on_another(world: SandboxWorld, tmp_path
         assert "### Result: failed" in result
         assert "exit 1 (expected 0)" in result and "ModuleNotFoundError" in result
         assert "**Iterations:** 3" in result
-        assert e2e.state_name(multiply) != "Done"
+        # back to the team's unstarted state, not left "In Progress" on the board
+        assert e2e.state_name(multiply) == "Todo"
         assert row_of(report, multiply.identifier)[4] == "3"
 
         # Its dependents are skipped with the reason, never run.
