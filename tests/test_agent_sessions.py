@@ -360,3 +360,25 @@ def test_one_delegation_is_one_session_on_postgres(
                 url, "SELECT workflow_uuid FROM dbos.workflow_status WHERE status = 'ERROR'"
             )
             assert failed == [], failed
+
+
+def test_a_delegations_late_webhooks_do_not_start_its_finished_work_again(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", **LOCAL) as e2e:
+        created, notified, updated = world.linear.delegation(issue_id)
+        e2e.send(created)
+        assert e2e.wait_end(issue_id) == "done"
+        said = assert_carried_by(world, session_of(created))
+        e2e.send(notified)  # Linear's other two webhooks, delivered late
+        e2e.send(updated)
+
+        def triggers_done() -> bool:
+            found = e2e.workflows("trigger-")
+            return len(found) == 3 and all(status == "SUCCESS" for _, status in found)
+
+        wait_until(triggers_done, timeout=60)
+        assert len(orchestrations(e2e, issue_id)) == 1
+        assert activities(world, session_of(created)) == said
+        assert e2e.work_state(issue_id) == "done"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -86,6 +87,9 @@ STATUS_WORDS = {
 }
 HANDLE_WAIT_SECONDS = 10.0
 SESSION_WAIT_SECONDS = 5.0
+DELEGATION_WINDOW_SECONDS = 60.0
+"""A delegation's notification or ``delegateId`` update arriving this long after its
+session's work ended is still part of that work, not a new start."""
 """How long work started by a delegation or inbox notification waits for the agent session
 Linear opens for the same delegation, so the session carries it from the first word."""
 
@@ -151,8 +155,14 @@ async def session_of_step(issue_id: str) -> dict[str, Any] | None:
             found = work.session_of(conn, issue_id)
         if found is None:
             return None
-        workflow_id, session_id, active = found
-        return {"workflow_id": workflow_id, "session_id": session_id, "active": active}
+        workflow_id, session_id, active, finished_at = found
+        ended = (datetime.now(UTC) - finished_at).total_seconds() if finished_at else None
+        return {
+            "workflow_id": workflow_id,
+            "session_id": session_id,
+            "active": active,
+            "ended_seconds_ago": ended,
+        }
 
     return await asyncio.to_thread(query)
 
@@ -243,10 +253,14 @@ async def _start(trigger: dict[str, Any]) -> str:
     context = trigger.get("context") or {}
     await _answer_first(trigger, "thought", texts.ACK_THOUGHT)
     if not session_id and context.get("expects_session"):
+        # The same delegation's session started the work, which may even have ended
+        # already (refused at once): this trigger is part of it, not new work.
         found = await session_of_step(issue_id)
-        if found and found["session_id"] and found["active"]:
-            log.info("delegation attached to its session's work", owner=found["workflow_id"])
-            return f"attached: {found['workflow_id']}"
+        if found and found["session_id"]:
+            ago = found["ended_seconds_ago"]
+            if found["active"] or (ago is not None and ago < DELEGATION_WINDOW_SECONDS):
+                log.info("delegation part of its session's work", owner=found["workflow_id"])
+                return f"attached: {found['workflow_id']}"
     ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
     for _ in range(3):  # the owner may end between the claim and the attach: claim again
         owner = await claim_issue_step(issue_id, trigger.get("issue_identifier"), ours, session_id)

@@ -45,16 +45,25 @@ def active_workflow(conn: sa.Connection, issue_id: str) -> str | None:
     return row[0] if row else None
 
 
-def session_of(conn: sa.Connection, issue_id: str) -> tuple[str, str | None, bool] | None:
-    """The issue's last work: ``(workflow id, session id, still active)``, or ``None``."""
+def session_of(
+    conn: sa.Connection, issue_id: str
+) -> tuple[str, str | None, bool, datetime | None] | None:
+    """The issue's last work: ``(workflow id, session id, still active, finished at)``,
+    or ``None``."""
     row = conn.execute(
-        sa.select(work_items.c.workflow_id, work_items.c.session_id, work_items.c.state).where(
-            work_items.c.issue_id == issue_id
-        )
+        sa.select(
+            work_items.c.workflow_id,
+            work_items.c.session_id,
+            work_items.c.state,
+            work_items.c.finished_at,
+        ).where(work_items.c.issue_id == issue_id)
     ).first()
     if row is None:
         return None
-    return str(row[0]), row[1], row[2] in ACTIVE_STATES
+    finished = row[3]
+    if finished is not None and finished.tzinfo is None:  # SQLite drops the zone
+        finished = finished.replace(tzinfo=UTC)
+    return str(row[0]), row[1], row[2] in ACTIVE_STATES, finished
 
 
 def attach_session(conn: sa.Connection, issue_id: str, session_id: str) -> str | None:
