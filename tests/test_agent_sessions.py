@@ -382,3 +382,54 @@ def test_a_delegations_late_webhooks_do_not_start_its_finished_work_again(
         assert len(orchestrations(e2e, issue_id)) == 1
         assert activities(world, session_of(created)) == said
         assert e2e.work_state(issue_id) == "done"
+
+
+def test_a_prompt_asking_for_new_work_after_the_end_plans_it_beside_the_old(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    from edge_worker.sandbox.anthropic import ToolAnswer
+
+    plan = one_subtask_plan()
+    docs = {
+        "key": "docs",
+        "title": "Document add in the README",
+        "description": "Objective: a README line on add.\n\nAcceptance criteria: it mentions add.",
+        "role": "builder",
+        "executor": "any",
+        "depends_on": [],
+        "verification": [{"command": "grep -q 'add(a, b)' README.md", "expect_exit": 0}],
+    }
+    world.anthropic.script(
+        ToolAnswer(plan), ToolAnswer({**plan, "subtasks": [*plan["subtasks"], docs]})
+    )
+    world.tasks["docs"] = {
+        "runs": [
+            {"text": "Documented.", "edits": [{"path": "README.md", "content": "add(a, b)\n"}]}
+        ]
+    }
+    world.scenario_path()
+    store = world.linear.store
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", **LOCAL) as e2e:
+        created = world.linear.agent_session_created(issue_id)
+        session_id = session_of(created)
+        e2e.send(created)
+        assert e2e.wait_end(issue_id) == "done"
+        before = len(activities(world, session_id))
+        prompted, _comment = world.linear.session_reply(session_id, "Please also document it.")
+        e2e.send(prompted)
+        wait_until(lambda: len(store.children_of(issue_id)) == 2, timeout=60)
+        wait_until(
+            lambda: (
+                len(activities(world, session_id)) > before + 1
+                and activities(world, session_id)[-1].content["type"] == "response"
+            ),
+            timeout=90,
+        )
+        final = activities(world, session_id)[-1].content["body"]
+        assert final.startswith("Done: 2/2 sub-issues passed"), final
+        assert "added 1 sub-task(s): `docs`" in final
+        identifier = store.find_issue(issue_id).identifier
+        assert len(e2e.agent_calls(identifier, "add-function")) == 1  # not redone
+        assert len(e2e.agent_calls(identifier, "docs")) == 1
+        assert len(orchestrations(e2e, issue_id)) == 2  # the work, and its continuation
