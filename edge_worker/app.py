@@ -28,6 +28,7 @@ from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.linear.client import LinearClient
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
+from edge_worker.orchestration.answers import FirstAnswers
 from edge_worker.orchestration.attachment_steps import ATTACHMENTS_DIR, sweep_attachments
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
@@ -157,7 +158,8 @@ def build_app(settings: Settings) -> Starlette:
         runtime.configure_dbos(settings)
         await runtime.launch(settings)
         state.writer = IntakeWriter(engine)
-        state.dispatcher = Dispatcher(engine)
+        answers = FirstAnswers(adapters.linear)
+        state.dispatcher = Dispatcher(engine, answers=answers)
         state.writer.on_commit(asyncio.get_running_loop(), state.dispatcher.wake)
         intake_handler = WebhookIntake(
             secret=secret_bytes,
@@ -168,6 +170,7 @@ def build_app(settings: Settings) -> Starlette:
             is_active=is_active,
             is_draining=lambda: state.draining,
             on_result=observe_intake,
+            on_accepted=answers.start,
         )
         state.dispatcher.start()
         state.dispatcher.wake.set()  # pick up anything committed before a crash
@@ -193,6 +196,7 @@ def build_app(settings: Settings) -> Starlette:
                 task.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
             await state.dispatcher.stop()
+            await answers.aclose()
             state.writer.close()
             # DBOS first, so what the killed runs return is not checkpointed as their
             # result: on restart their steps run again and find the runs interrupted.

@@ -101,7 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the daemon end to end on local stand-ins and embedded defaults."""
     from edge_worker.demo import run_demo
 
-    return run_demo(keep=args.keep)
+    return run_demo(keep=args.keep, user_mode=args.user_mode)
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole flow on local stand-ins")
     demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
+    demo.add_argument(
+        "--user-mode",
+        action="store_true",
+        help="assign the issue to a bot user (comments) instead of delegating it to the agent",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -3,14 +3,23 @@
 It starts stand-ins of Linear (validating every request against Linear's schema when the
 schema file is present), the Anthropic Messages API (the planner) and Codegen, makes a
 small git repository, starts the real daemon (``edge-worker serve``) on a fresh SQLite
-file, assigns an issue to the agent with a signed webhook, waits for the orchestration to
+file, gives an issue to the agent with signed webhooks, waits for the orchestration to
 end, and prints the report comment the daemon left on the issue, its sub-issues, the cost
 ledger and the number of Linear requests it took.
+
+App mode (the default): the issue is delegated to the agent, so Linear sends the three
+webhooks of a delegation (the agent session's ``created``, the inbox notification, the
+``delegateId`` update). Two repositories are configured and the issue names neither, so
+the agent asks which one with a ``select`` question; the demo answers it as the user
+would. It then prints the session: its activities (with the state each left it in), its
+plan and its links. ``user_mode=True`` assigns the issue to a bot user instead (comments,
+no session).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import sys
 import tempfile
@@ -18,11 +27,14 @@ import time
 from pathlib import Path
 
 from edge_worker.sandbox.daemon import Daemon
-from edge_worker.sandbox.linear import send_webhook
+from edge_worker.sandbox.demo_plan import DEMO_ISSUE_DESCRIPTION
+from edge_worker.sandbox.linear import WebhookDelivery, send_webhook
 from edge_worker.sandbox.world import WEBHOOK_SECRET, SandboxWorld
 from edge_worker.storage.work import TERMINAL_STATES
 
 DEMO_TIMEOUT_SECONDS = 180.0
+QUESTION_TIMEOUT_SECONDS = 60.0
+DEMO_ANSWER = "demo"
 
 
 def _say(text: str) -> None:
@@ -47,7 +59,27 @@ def wait_for_end(daemon: Daemon, issue_id: str, timeout: float) -> str | None:
     return None
 
 
-def run_demo(*, keep: bool = False, root: Path | None = None) -> int:
+def _send(daemon: Daemon, delivery: WebhookDelivery) -> None:
+    response = send_webhook(daemon.url + "/webhooks/linear", WEBHOOK_SECRET, delivery)
+    kind = delivery.payload.get("type")
+    action = delivery.payload.get("action")
+    print(f"   {kind}/{action}: {response.status_code} {response.json()}")
+
+
+def _wait_for_question(world: SandboxWorld, session_id: str) -> bool:
+    """Wait until the session asks something (``awaitingInput``) or ends."""
+    deadline = time.monotonic() + QUESTION_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        status = world.linear.store.sessions[session_id].status
+        if status == "awaitingInput":
+            return True
+        if status in ("complete", "error"):
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = False) -> int:
     """Run the demo; returns 0 when the issue ended done and the report is on Linear."""
     temp = None if (keep or root) else tempfile.TemporaryDirectory(prefix="edge-worker-demo-")
     base = root or (Path(temp.name) if temp else Path(tempfile.mkdtemp(prefix="edge-worker-demo-")))
@@ -58,22 +90,42 @@ def run_demo(*, keep: bool = False, root: Path | None = None) -> int:
                 f"   Linear stand-in {world.urls['linear']} (schema validation: "
                 f"{'on' if world.linear.validates else 'off, schema file not found'})"
             )
-            issue_id = world.new_issue()
+            env = {"EDGE_WORKER_LOG_LEVEL": "warning"}
+            if user_mode:
+                issue_id = world.new_issue()
+            else:  # no [repo=...] tag and two repositories: the agent has to ask
+                description = DEMO_ISSUE_DESCRIPTION.replace("[repo=demo]", "").strip()
+                issue_id = world.new_issue(description=description)
+                env["EDGE_WORKER_REPOSITORIES"] = json.dumps(
+                    [
+                        {"id": "demo", "path": str(world.repository), "full_name": "acme/calc"},
+                        {"id": "website", "path": str(world.repository)},
+                    ]
+                )
             issue = world.linear.store.find_issue(issue_id)
-            daemon = Daemon(base / "state", **world.daemon_env(EDGE_WORKER_LOG_LEVEL="warning"))
+            daemon = Daemon(base / "state", **world.daemon_env(**env))
             daemon.start()
+            session_id: str | None = None
             try:
                 _say(f"daemon up at {daemon.url} (SQLite: {daemon.sqlite_path})")
-                _say(f"assigning {issue.identifier} '{issue.title}' to the agent (signed webhook)")
-                response = send_webhook(
-                    daemon.url + "/webhooks/linear",
-                    WEBHOOK_SECRET,
-                    world.linear.issue_assigned(issue_id, field="assigneeId"),
-                )
-                print(f"   {response.status_code} {response.json()}")
+                if user_mode:
+                    _say(f"assigning {issue.identifier} '{issue.title}' to the bot user")
+                    _send(daemon, world.linear.issue_assigned(issue_id, field="assigneeId"))
+                else:
+                    _say(f"delegating {issue.identifier} '{issue.title}' to the agent")
+                    created, notified, updated = world.linear.delegation(issue_id)
+                    session_id = str(created.payload["agentSession"]["id"])
+                    for delivery in (updated, created, notified):  # as they may arrive
+                        _send(daemon, delivery)
+                    if _wait_for_question(world, session_id):
+                        _print_question(world, session_id)
+                        _say(f"answering the question as the user: {DEMO_ANSWER}")
+                        _send(daemon, world.linear.agent_session_prompted(session_id, DEMO_ANSWER))
                 _say("waiting for the orchestration to end ...")
                 state = wait_for_end(daemon, issue_id, DEMO_TIMEOUT_SECONDS)
                 print(f"   final state: {state or 'did not end in time'}")
+                if session_id is not None:
+                    _print_session(world, session_id)
                 _print_linear(world, issue_id)
                 _print_costs(daemon)
             finally:
@@ -86,6 +138,34 @@ def run_demo(*, keep: bool = False, root: Path | None = None) -> int:
             temp.cleanup()
         elif keep:
             print(f"\n(kept {base})")
+
+
+def _print_question(world: SandboxWorld, session_id: str) -> None:
+    question = world.linear.store.activities_of(session_id)[-1]
+    _say(f"the agent asks (elicitation, signal {question.signal}):")
+    print(f"   {question.content.get('body')}")
+    for option in (question.signal_metadata or {}).get("options", []):
+        print(f"     [ {option.get('label') or option.get('value')} ]")
+
+
+def _print_session(world: SandboxWorld, session_id: str) -> None:
+    store = world.linear.store
+    session = store.sessions[session_id]
+    _say(f"the agent session ({session.status}): its activities")
+    for activity in store.activities_of(session_id):
+        content = activity.content
+        kind = content.get("type")
+        text = content.get("body") or f"{content.get('action')} {content.get('parameter', '')}"
+        first = " ".join(str(text).split())
+        first = first if len(first) <= 110 else first[:109] + "…"
+        extra = f" [{activity.signal}]" if activity.signal else ""
+        print(f"   {kind:<11}{extra} {first}   -> {activity.status_after or 'prompt'}")
+    _say("the session's plan")
+    for step in session.plan or []:
+        print(f"   [{step.get('status')}] {step.get('content')}")
+    _say("the session's links")
+    for link in session.external_urls:
+        print(f"   {link.get('label')}: {link.get('url')}")
 
 
 def _print_linear(world: SandboxWorld, issue_id: str) -> None:

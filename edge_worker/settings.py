@@ -186,6 +186,10 @@ class Repository(BaseModel):
     codegen_repo_id: int | None = None
     team_keys: list[str] = []
     labels: list[str] = []
+    full_name: str | None = None
+    """``owner/name`` on the Git host, for Linear's repository suggestions (which rank the
+    choices when the daemon asks which repository an issue is about)."""
+    hostname: str = "github.com"
 
 
 class AttachmentSettings(BaseModel):
@@ -241,6 +245,9 @@ class Settings(BaseSettings):
     max_iterations: int = Field(2, ge=0)
     issue_timeout_seconds: float = Field(4 * 3600.0, gt=0)
     review_state: str = "In Review"
+    failed_subtask_state: str | None = None
+    """The state (by name) a sub-issue goes back to when its sub-task failed or could not
+    go on; the team's first unstarted state when unset."""
     prompts_dir: Path = PROJECT_ROOT / "prompts"
 
     linear: LinearSettings = LinearSettings()

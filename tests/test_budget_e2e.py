@@ -168,7 +168,10 @@ def test_issue_budget_asks_to_continue_and_a_reply_raises_it_once(
             ]
 
         asked = wait_until(elicitations, timeout=60)[0]
-        assert "Reply `continue`" in asked.content["body"]
+        assert "Continue" in asked.content["body"]
+        assert asked.signal == "select"  # a real choice in Linear; a typed reply works too
+        assert asked.signal_metadata is not None
+        assert [o["value"] for o in asked.signal_metadata["options"]] == ["continue", "stop"]
         assert world.linear.store.sessions[session_id].status == "awaitingInput"
         ran = {k for k in KEYS if e2e.agent_calls(identifier, k)}
         assert ran == {"add-function", "multiply-function", "cli"}

@@ -179,6 +179,38 @@ async def test_progress_postpones_the_heartbeat(
     assert [c["body"] for c in sent(standin, session_id)] == ["still busy"]
 
 
+async def test_a_select_question_carries_its_options_and_silences_the_heartbeat(
+    standin: LinearStandIn, coalescer: ActivityCoalescer, clock: ManualClock, session_id: str
+) -> None:
+    await coalescer.elicit(session_id, "Which repository?", options=["demo", "website"])
+    question = standin.store.activities_of(session_id)[-1]
+    assert question.signal == "select"
+    assert question.signal_metadata == {
+        "options": [{"label": "demo", "value": "demo"}, {"label": "website", "value": "website"}]
+    }
+    assert standin.store.sessions[session_id].status == "awaitingInput"
+    assert coalescer.awaiting_input(session_id)
+    await clock.advance(3 * 1200)
+    await coalescer.flush_due()
+    assert standin.count(ACTIVITY) == 1  # no heartbeat flipped it back to active
+    assert standin.store.sessions[session_id].status == "awaitingInput"
+
+    coalescer.resume(session_id)  # the answer came: heartbeats again when quiet
+    await clock.advance(1200)
+    await coalescer.flush_due()
+    assert sent(standin, session_id)[-1] == {"type": "thought", "body": HEARTBEAT_BODY}
+
+
+async def test_a_final_activity_after_a_stop_drops_pending_progress(
+    standin: LinearStandIn, coalescer: ActivityCoalescer, clock: ManualClock, session_id: str
+) -> None:
+    coalescer.note_thought(session_id, "a")
+    await coalescer.drain()
+    coalescer.note_thought(session_id, "b")
+    await coalescer.respond(session_id, "Stopped by Ada.", discard_pending=True)
+    assert [c.get("body") for c in sent(standin, session_id)] == ["a", "Stopped by Ada."]
+
+
 async def test_the_background_loop_sends_due_progress_when_time_passes(
     standin: LinearStandIn, coalescer: ActivityCoalescer, clock: ManualClock, session_id: str
 ) -> None:

@@ -22,6 +22,7 @@ EXPECTED = {
     "AgentActivityCreate",
     "AgentActivityById",
     "AgentSessionUpdate",
+    "RepositorySuggestions",
 }
 
 

@@ -151,3 +151,45 @@ def test_unknown_fields_are_tolerated() -> None:
     payload["brandNewField"] = {"nested": True}
     payload["data"]["anotherNewField"] = [1, 2]
     assert classify(payload, RULES).kind is Kind.START
+
+
+def test_a_session_the_access_rules_refuse_is_answered_not_ignored() -> None:
+    rules = Rules.build(AGENT, users=["user-boss"])
+    created = classify(p.agent_session_created("ses-1", "iss-1", AGENT), rules)
+    assert created.kind is Kind.REFUSE and created.acts
+    assert created.session_id == "ses-1"
+    assert created.context == {"refusal": "user"}
+    teams = classify(p.agent_session_created("ses-1", "iss-1", AGENT), Rules.build(AGENT, ["OPS"]))
+    assert teams.kind is Kind.REFUSE and teams.context == {"refusal": "team"}
+    prompted = classify(p.agent_session_prompted("ses-1", "iss-1", AGENT, "hi"), rules)
+    assert prompted.kind is Kind.REFUSE
+    assert prompted.dedupe_key != created.dedupe_key
+    allowed = p.agent_session_created("ses-1", "iss-1", AGENT, creator_id="user-boss")
+    assert classify(allowed, rules).kind is Kind.START
+
+
+def test_a_session_without_an_issue_is_refused() -> None:
+    payload = p.agent_session_created("ses-1", "iss-1", AGENT)
+    payload["agentSession"]["issue"] = None
+    payload["agentSession"]["issueId"] = None
+    decision = classify(payload, RULES)
+    assert decision.kind is Kind.REFUSE
+    assert decision.context == {"refusal": "no_issue"}
+
+
+def test_delegation_and_its_notification_expect_a_session_assignment_does_not() -> None:
+    delegated = classify(p.issue_assigned("iss-1", AGENT, field="delegateId"), RULES)
+    notified = classify(p.notification("issueAssignedToYou", "iss-1", AGENT), RULES)
+    assigned = classify(p.issue_assigned("iss-1", AGENT), RULES)
+    assert delegated.context == notified.context == {"expects_session": True}
+    assert assigned.context == {}
+
+
+def test_a_prompt_and_its_comment_share_one_dedupe_key() -> None:
+    prompted = p.agent_session_prompted(
+        "ses-1", "iss-1", AGENT, "also floats", source_comment_id="com-1"
+    )
+    comment = p.comment_created("com-1", "iss-1", "also floats")
+    assert classify(prompted, RULES).dedupe_key == classify(comment, RULES).dedupe_key
+    plain = p.agent_session_prompted("ses-1", "iss-1", AGENT, "also floats", activity_id="a-1")
+    assert classify(plain, RULES).dedupe_key == "activity:a-1"

@@ -13,9 +13,13 @@ Contract (per agent session, all times from the injected clock):
 - A session with nothing sent for ``heartbeat`` seconds gets an ephemeral heartbeat
   thought so Linear does not mark it stale (it goes stale after 30 minutes).
 - ``respond`` / ``fail`` are terminal: they wait for any send in flight, flush pending
-  progress, then send the ``response`` / ``error``; progress noted afterwards is dropped,
-  so the terminal activity is always the last. ``elicit`` flushes the same way but keeps
-  the session open. These three await their request and raise what the client raises.
+  progress (or, with ``discard_pending`` after a stop, drop it), then send the
+  ``response`` / ``error``; progress noted afterwards is dropped, so the terminal activity
+  is always the last. ``elicit`` flushes the same way but keeps the session open; with
+  ``options`` it is a ``select``. These three await their request and raise what the
+  client raises.
+- A session awaiting input (after ``elicit``) gets no heartbeat: a heartbeat thought would
+  flip it back to active. Progress noted for it, or ``resume``, ends the wait.
 - A failed background send is logged and dropped (the client has already retried).
 """
 
@@ -25,7 +29,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +62,8 @@ class ActivitySink(Protocol):
         ephemeral: bool = False,
         id: str | None = None,
         priority: Priority = "normal",
+        signal: str | None = None,
+        signal_metadata: Mapping[str, Any] | None = None,
     ) -> str: ...
 
 
@@ -67,6 +73,7 @@ class _Session:
     last_sent: float | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
+    awaiting: bool = False
     scheduled: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The background send holding the lock, and the progress batch it carries (with the
@@ -179,10 +186,24 @@ class ActivityCoalescer:
             log.debug("linear.activity.after_terminal_dropped", session_id=session_id)
             return
         session = self._session(session_id)
+        session.awaiting = False
         session.pending.append(item)
         if self._due(session, self._clock.time()):
             self._schedule(session_id, session)
         self._wake.set()
+
+    def resume(self, session_id: str) -> None:
+        """The session is active again (an activity was sent outside the coalescer)."""
+        session = self._sessions.get(session_id)
+        if session is not None and session.awaiting:
+            session.awaiting = False
+            session.last_sent = self._clock.time()
+            self._wake.set()
+
+    def awaiting_input(self, session_id: str) -> bool:
+        """True while the session waits for the user's answer to an elicitation."""
+        session = self._sessions.get(session_id)
+        return session is not None and session.awaiting
 
     def pending(self, session_id: str) -> int:
         """How many progress items wait to be sent for ``session_id``."""
@@ -197,6 +218,8 @@ class ActivityCoalescer:
         return session.last_sent is None or now - session.last_sent >= self.interval - _EPSILON
 
     def _heartbeat_due(self, session: _Session, now: float) -> bool:
+        if session.awaiting:
+            return False
         return not session.pending and now - session.quiet_since >= self.heartbeat - _EPSILON
 
     def _schedule(self, session_id: str, session: _Session) -> None:
@@ -269,11 +292,21 @@ class ActivityCoalescer:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _flush_then(
-        self, session_id: str, content: dict[str, Any], *, close: bool, id: str | None
+        self,
+        session_id: str,
+        content: dict[str, Any],
+        *,
+        close: bool,
+        id: str | None,
+        discard_pending: bool = False,
+        signal: str | None = None,
+        signal_metadata: Mapping[str, Any] | None = None,
     ) -> str:
         session = self._session(session_id)
         if close:
             session.closed = True
+        if discard_pending:
+            session.pending = []
         background = session.task
         if background is not None and not background.done():
             # A low-priority send may be waiting for the budget; the terminal must not
@@ -282,7 +315,7 @@ class ActivityCoalescer:
             await asyncio.wait({background})
         async with session.lock:
             try:
-                if session.in_flight is not None:
+                if session.in_flight is not None and not discard_pending:
                     batch_id, batch = session.in_flight
                     await self._send(session_id, session, batch, priority="normal", id=batch_id)
                     session.in_flight = None
@@ -291,9 +324,13 @@ class ActivityCoalescer:
                 # The terminal activity matters more than the progress before it.
                 log.warning("linear.activity.send_failed", session_id=session_id, error=str(exc))
             session.last_sent = self._clock.time()
+            extra: dict[str, Any] = {}
+            if signal is not None:
+                extra = {"signal": signal, "signal_metadata": signal_metadata}
             activity_id = await self._sink.create_activity(
-                session_id=session_id, content=content, id=id, priority="normal"
+                session_id=session_id, content=content, id=id, priority="normal", **extra
             )
+            session.awaiting = content["type"] == "elicitation"
         if close:
             self._sessions.pop(session_id, None)
             self._finished[session_id] = None
@@ -301,24 +338,53 @@ class ActivityCoalescer:
                 self._finished.popitem(last=False)
         return activity_id
 
-    async def elicit(self, session_id: str, body: str, *, id: str | None = None) -> str:
-        """Ask the user something now (after flushing pending progress)."""
-        return await self._flush_then(session_id, _body("elicitation", body), close=False, id=id)
+    async def elicit(
+        self,
+        session_id: str,
+        body: str,
+        *,
+        id: str | None = None,
+        options: Sequence[str] | None = None,
+    ) -> str:
+        """Ask the user something now (after flushing pending progress); with ``options``
+        a ``select`` whose choices are those values. No heartbeat until the answer."""
+        signal, metadata = (None, None)
+        if options:
+            signal = "select"
+            metadata = {"options": [{"label": o, "value": o} for o in options]}
+        return await self._flush_then(
+            session_id,
+            _body("elicitation", body),
+            close=False,
+            id=id,
+            signal=signal,
+            signal_metadata=metadata,
+        )
 
-    async def respond(self, session_id: str, body: str, *, id: str | None = None) -> str:
-        """Send the final ``response``: pending progress first, then this, then nothing."""
-        return await self._flush_then(session_id, _body("response", body), close=True, id=id)
+    async def respond(
+        self, session_id: str, body: str, *, id: str | None = None, discard_pending: bool = False
+    ) -> str:
+        """Send the final ``response``: pending progress first (unless ``discard_pending``),
+        then this, then nothing."""
+        return await self._flush_then(
+            session_id, _body("response", body), close=True, id=id, discard_pending=discard_pending
+        )
 
-    async def fail(self, session_id: str, body: str, *, id: str | None = None) -> str:
-        """Send a terminal ``error``: pending progress first, then this, then nothing."""
-        return await self._flush_then(session_id, _body("error", body), close=True, id=id)
+    async def fail(
+        self, session_id: str, body: str, *, id: str | None = None, discard_pending: bool = False
+    ) -> str:
+        """Send a terminal ``error``: pending progress first (unless ``discard_pending``),
+        then this, then nothing."""
+        return await self._flush_then(
+            session_id, _body("error", body), close=True, id=id, discard_pending=discard_pending
+        )
 
     # -- background loop -------------------------------------------------------------
 
     def _next_deadline(self) -> float | None:
         deadlines = []
         for session in self._sessions.values():
-            if session.closed:
+            if session.closed or (session.awaiting and not session.pending):
                 continue
             if session.pending:
                 deadlines.append(

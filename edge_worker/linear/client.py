@@ -385,12 +385,48 @@ class LinearClient:
         payload = self._require_success("IssueCreate", data.get("issueCreate"))
         return IssueRef.from_graphql(payload["issue"])
 
-    async def update_issue(self, id: str, *, state_id: str, priority: Priority = "normal") -> None:
-        """Move an issue to the workflow state ``state_id``."""
+    async def update_issue(
+        self,
+        id: str,
+        *,
+        state_id: str | None = None,
+        delegate_id: str | None = None,
+        priority: Priority = "normal",
+    ) -> None:
+        """Move an issue to the workflow state ``state_id`` and/or delegate it to
+        ``delegate_id``, in one request (nothing is sent when neither is given)."""
+        issue_input: dict[str, Any] = {}
+        if state_id is not None:
+            issue_input["stateId"] = state_id
+        if delegate_id is not None:
+            issue_input["delegateId"] = delegate_id
+        if not issue_input:
+            return
         data = await self.execute(
-            "IssueUpdate", {"id": id, "input": {"stateId": state_id}}, priority=priority
+            "IssueUpdate", {"id": id, "input": issue_input}, priority=priority
         )
         self._require_success("IssueUpdate", data.get("issueUpdate"))
+
+    async def repository_suggestions(
+        self,
+        issue_id: str,
+        candidates: Sequence[tuple[str, str]],
+        session_id: str | None = None,
+    ) -> list[tuple[str, float]]:
+        """Linear's ``(full name, confidence)`` for the candidate ``(hostname, full name)``
+        repositories that are likely relevant to the issue, most confident first."""
+        variables: dict[str, Any] = {
+            "issueId": issue_id,
+            "candidates": [
+                {"hostname": host, "repositoryFullName": name} for host, name in candidates
+            ],
+        }
+        if session_id is not None:
+            variables["agentSessionId"] = session_id
+        data = await self.execute("RepositorySuggestions", variables)
+        found = data["issueRepositorySuggestions"]["suggestions"]
+        ranked = [(str(s["repositoryFullName"]), float(s["confidence"])) for s in found]
+        return sorted(ranked, key=lambda item: -item[1])
 
     async def create_comment(
         self, *, id: str, issue_id: str, body: str, priority: Priority = "normal"
@@ -485,13 +521,16 @@ class LinearClient:
         ephemeral: bool = False,
         id: str | None = None,
         priority: Priority = "normal",
+        signal: str | None = None,
+        signal_metadata: Mapping[str, Any] | None = None,
     ) -> str:
         """Post an agent activity to a session and return its id.
 
         ``content`` is Linear's activity content: ``{"type": "thought"|"response"|"error"|
         "elicitation", "body": ...}`` or ``{"type": "action", "action": ..., "parameter":
         ..., "result": ...}``. Invalid content raises :class:`ValueError` before any request.
-        With a client-chosen ``id`` the call is idempotent.
+        With a client-chosen ``id`` the call is idempotent. ``signal`` (e.g. ``select``)
+        and ``signal_metadata`` (its options) modify how Linear shows the activity.
         """
         _check_activity_content(content)
         if ephemeral and content.get("type") not in EPHEMERAL_TYPES:
@@ -501,6 +540,10 @@ class LinearClient:
             activity_input["ephemeral"] = True
         if id is not None:
             activity_input["id"] = id
+        if signal is not None:
+            activity_input["signal"] = signal
+        if signal_metadata is not None:
+            activity_input["signalMetadata"] = dict(signal_metadata)
         try:
             data = await self.execute(
                 "AgentActivityCreate", {"input": activity_input}, priority=priority
@@ -521,15 +564,19 @@ class LinearClient:
         *,
         external_urls: Sequence[ExternalUrl] | None = None,
         plan: Sequence[PlanStep] | None = None,
+        added_external_urls: Sequence[ExternalUrl] | None = None,
         priority: Priority = "normal",
     ) -> None:
-        """Set an agent session's external links and/or plan (replacing the previous ones).
+        """Set an agent session's external links and/or plan (replacing the previous ones),
+        or add links to those it has (``added_external_urls``).
 
-        With neither given nothing is sent.
+        With none given nothing is sent.
         """
         session_input: dict[str, Any] = {}
         if external_urls is not None:
             session_input["externalUrls"] = [link.model_dump() for link in external_urls]
+        if added_external_urls:
+            session_input["addedExternalUrls"] = [link.model_dump() for link in added_external_urls]
         if plan is not None:
             session_input["plan"] = [step.model_dump() for step in plan]
         if not session_input:

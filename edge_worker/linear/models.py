@@ -131,6 +131,7 @@ class Issue(_Model):
     children: list[ChildIssue]
     comments: list[Comment]
     attachments: list[Attachment] = []
+    delegate_id: str | None = None
 
     @classmethod
     def from_graphql(cls, data: dict[str, Any]) -> Issue:
@@ -150,6 +151,7 @@ class Issue(_Model):
             children=_nodes(data.get("children")),
             comments=sorted(comments, key=lambda comment: comment.created_at),
             attachments=_nodes(data.get("attachments")),
+            delegate_id=(data.get("delegate") or {}).get("id"),
         )
 
 

@@ -6,10 +6,18 @@ team-access removal or the app's revocation) and stamps the row. The workflow id
 from the event's dedupe key, so enqueuing twice (after a crash between enqueue and stamp,
 or from two daemons sharing a database) is a no-op.
 
+Every ``created`` and ``prompted`` agent session is answered here first, before the
+queue, the claim or any Linear read: a ``thought`` (or, for a refused session, the
+``error`` saying why), posted with the id ``first_activity_id(trigger)`` for the whole
+batch at once, each bounded by ``first_activity_timeout`` seconds. The trigger then says
+``acked``; when the post failed it does not, and its workflow posts the same activity
+(same id: said once) durably. A stop signal gets nothing here: its one activity is the
+final one.
+
 Triggers are taken in delivery order. Reaching an ``OAuthApp`` revoked trigger records
 the revocation (``storage/access.py``); from then on every other trigger is refused with
 a log line and stamped as refused instead of dispatched: kept for ``edge-worker
-reinstate``, never dropped.
+reinstate``, never dropped (and no session is answered: the app can no longer post).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import sqlalchemy as sa
 import structlog
 from dbos import DBOS, SetWorkflowID
 
+from edge_worker.orchestration.answers import FirstAnswers, first_activity
 from edge_worker.orchestration.lifecycle import handle_lifecycle
 from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
 from edge_worker.runtime import TRIGGER_QUEUE
@@ -69,11 +78,13 @@ class Dispatcher:
         self,
         engine: sa.Engine,
         *,
+        answers: FirstAnswers | None = None,
         poll_seconds: float = 5.0,
         quiet_seconds: float = 0.05,
         max_delay_seconds: float = 2.0,
     ) -> None:
         self._engine = engine
+        self._answers = answers
         self._poll_seconds = poll_seconds
         self._quiet = quiet_seconds
         self._max_delay = max_delay_seconds
@@ -98,10 +109,12 @@ class Dispatcher:
                 return total
             queue = await DBOS.retrieve_queue_async(TRIGGER_QUEUE)
             assert queue is not None, "trigger queue not registered"
-            stamps: list[tuple[int, str]] = []
+            triggers = [trigger_of(row) for row in rows]
             revoked = await asyncio.to_thread(self._revoked)
-            for row in rows:
-                trigger = trigger_of(row)
+            if not revoked:
+                await self._answer_sessions(triggers)
+            stamps: list[tuple[int, str]] = []
+            for row, trigger in zip(rows, triggers, strict=True):
                 scope = lifecycle_scope(trigger.get("context"))
                 if scope == SCOPE_APP_REVOKED and not revoked:
                     await asyncio.to_thread(self._mark_revoked, trigger)
@@ -128,6 +141,16 @@ class Dispatcher:
             # commits to. A crash before it only means enqueuing again, which is a no-op.
             await asyncio.to_thread(self._stamp, stamps)
             total += len(stamps)
+
+    async def _answer_sessions(self, triggers: list[dict[str, Any]]) -> None:
+        """Make sure each session trigger's first activity went out; mark those that did."""
+        if self._answers is None:
+            return
+        wanted = [t for t in triggers if first_activity(t) is not None]
+        posted = await asyncio.gather(*(self._answers.settle(t) for t in wanted))
+        for trigger, went_out in zip(wanted, posted, strict=True):
+            if went_out:
+                trigger["acked"] = True
 
     def _pending(self) -> list[sa.Row[Any]]:
         with self._engine.connect() as conn:

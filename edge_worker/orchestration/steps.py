@@ -29,8 +29,8 @@ from edge_worker.executors.base import (
     VerificationCommand,
     VerificationReport,
 )
-from edge_worker.ids import stable_uuid4
-from edge_worker.linear.models import PlanStep
+from edge_worker.linear.errors import LinearError
+from edge_worker.linear.models import ExternalUrl, PlanStep
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
@@ -88,30 +88,37 @@ async def set_state_step(issue_id: str, workflow_id: str, state: str, **extra: A
     await asyncio.to_thread(update)
 
 
+LEAVE_STATE_TYPES = frozenset({"started", "completed", "canceled"})
+"""Issue states the daemon never moves an issue out of when it starts work."""
+
+
 @DBOS.step()
 async def acknowledge_step(
-    issue_id: str, session_id: str | None, workflow_id: str, *, start: bool = True
+    issue_id: str,
+    session_id: str | None,
+    workflow_id: str,
+    *,
+    start: bool = True,
+    delegate_to: str | None = None,
 ) -> dict[str, Any]:
-    """Say we are on it and (``start``) move the issue to its team's first started state.
+    """Read the issue, (``start``) move it to its team's first started state, and make
+    ``delegate_to`` its delegate when it has none (work started from a mention).
 
-    An issue refused before any work (the day's budget is spent) is acknowledged with
-    ``start=False``: it stays where it was. Returns a snapshot of the issue and its team's
-    states for the rest of the workflow.
+    A session's first ``thought`` was posted already (by the dispatcher, or the trigger
+    workflow), so nothing is said here. An issue that is started, completed or canceled
+    stays where it is, and so does one refused before any work (``start=False``: the
+    day's budget is spent). Returns a snapshot of the issue and its team's states.
     """
-    from edge_worker.orchestration.texts import ACK_THOUGHT
-
     a = adapters()
     issue = await a.linear.issue(issue_id)
     states = await a.linear.team_states(issue.team.id)
-    if session_id:
-        await a.linear.create_activity(
-            session_id=session_id,
-            content={"type": "thought", "body": ACK_THOUGHT},
-            id=stable_uuid4(workflow_id, "ack"),
-        )
     started = [s for s in states if s.type == "started"]
-    if start and started and issue.state.type not in ("started", "completed"):
-        await a.linear.update_issue(issue.id, state_id=started[0].id)
+    state_id = None
+    if start and started and issue.state.type not in LEAVE_STATE_TYPES:
+        state_id = started[0].id
+    delegate = delegate_to if delegate_to and issue.delegate_id is None else None
+    if state_id or delegate:
+        await a.linear.update_issue(issue.id, state_id=state_id, delegate_id=delegate)
     return {
         "issue": issue.model_dump(mode="json"),
         "states": [s.model_dump(mode="json") for s in states],
@@ -147,27 +154,73 @@ def _report_from_json(model: dict[str, Any]) -> ReportModel:
 
 @DBOS.step()
 async def say_step(
-    issue_id: str, session_id: str | None, kind: str, body: str, activity_id: str
+    issue_id: str,
+    session_id: str | None,
+    kind: str,
+    body: str,
+    activity_id: str,
+    *,
+    options: list[str] | None = None,
+    final: bool = False,
 ) -> None:
     """Tell the user something: an activity of ``kind`` in app mode, a comment otherwise.
 
     ``kind`` is ``thought``, ``elicitation``, ``response`` or ``error``; the comment's id
-    (or the activity's) is ``activity_id``, so a repeated step says it once.
+    (or the activity's) is ``activity_id``, so a repeated step says it once. An
+    elicitation with ``options`` is a ``select`` (in a comment, the options are listed).
+    ``final`` (after a stop) drops the session's progress not yet sent, so the terminal
+    activity is the only one.
     """
     a = adapters()
     if session_id:
         if kind == "response":
-            await a.coalescer.respond(session_id, body, id=activity_id)
+            await a.coalescer.respond(session_id, body, id=activity_id, discard_pending=final)
         elif kind == "error":
-            await a.coalescer.fail(session_id, body, id=activity_id)
+            await a.coalescer.fail(session_id, body, id=activity_id, discard_pending=final)
         elif kind == "elicitation":
-            await a.coalescer.elicit(session_id, body, id=activity_id)
+            await a.coalescer.elicit(session_id, body, id=activity_id, options=options)
         else:
             await a.linear.create_activity(
                 session_id=session_id, content={"type": kind, "body": body}, id=activity_id
             )
+            a.coalescer.resume(session_id)
     elif kind != "response":  # user mode: the report comment already says it
+        if options:
+            body += "\n\n" + "\n".join(f"- `{option}`" for option in options)
         await a.linear.create_comment(id=activity_id, issue_id=issue_id, body=body)
+
+
+@DBOS.step()
+async def add_session_links_step(session_id: str, links: list[dict[str, str]]) -> None:
+    """Add links (the report, a Codegen run, a pull request) to the session's
+    ``externalUrls``; adding one that is there already changes nothing."""
+    await adapters().linear.update_session(
+        session_id,
+        added_external_urls=[ExternalUrl.model_validate(link) for link in links],
+        priority="low",
+    )
+
+
+@DBOS.step()
+async def rank_repositories_step(issue_id: str, session_id: str | None) -> list[str]:
+    """The configured repositories' ids, the likeliest for the issue first: ranked by
+    Linear's ``issueRepositorySuggestions`` when repositories name their ``full_name``
+    (configuration order otherwise, and when Linear cannot say)."""
+    a = adapters()
+    repositories = services.current().settings.repositories
+    ids = [r.id for r in repositories]
+    candidates = {r.full_name: r.id for r in repositories if r.full_name}
+    if not candidates:
+        return ids
+    try:
+        suggestions = await a.linear.repository_suggestions(
+            issue_id, [(r.hostname, r.full_name) for r in repositories if r.full_name], session_id
+        )
+    except LinearError as exc:
+        log.warning("repository suggestions unavailable", error=str(exc))
+        return ids
+    confidence = {candidates[name]: score for name, score in suggestions if name in candidates}
+    return sorted(ids, key=lambda rid: (-confidence.get(rid, -1.0), ids.index(rid)))
 
 
 @DBOS.step()
@@ -215,15 +268,24 @@ async def _record_planner_calls(
 
 @DBOS.step()
 async def create_subissue_step(
-    parent_id: str, team_id: str, state_id: str | None, subtask: dict[str, Any]
+    parent_id: str,
+    team_id: str,
+    state_id: str | None,
+    subtask: dict[str, Any],
+    *,
+    parent_url: str | None = None,
+    report_url: str | None = None,
 ) -> dict[str, Any]:
-    """Create the sub-issue for a sub-task (client-chosen id: a retry finds, not duplicates)."""
+    """Create the sub-issue for a sub-task (client-chosen id: a retry finds, not duplicates);
+    its description links the parent issue and its report by their Linear URLs."""
     s = Subtask.model_validate(subtask)
     ref = await adapters().linear.create_issue(
         id=subtask_issue_id(parent_id, s.key),
         team_id=team_id,
         title=s.title,
-        description=render_subissue_description(parent_id, s),
+        description=render_subissue_description(
+            parent_id, s, parent_url=parent_url, report_url=report_url
+        ),
         parent_id=parent_id,
         state_id=state_id,
     )
@@ -309,8 +371,11 @@ async def follow_run_step(
 ) -> dict[str, Any]:
     """Follow a run to its end and record what it cost (once, by entry id)."""
     a = adapters()
+    workdir = handle.get("workdir")
 
     async def on_progress(kind: str, text: str) -> None:
+        if workdir:  # Linear sees paths in the repository, never the daemon's own
+            text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
         if session_id and text.strip():
             if kind == "action":
                 a.coalescer.note_action(session_id, action=text[:200], parameter="")

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +44,7 @@ from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
 from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
 from edge_worker.orchestration.context import Comment as ContextComment
@@ -58,7 +61,7 @@ from edge_worker.orchestration.progress import (
     ready,
     report_model,
 )
-from edge_worker.orchestration.routing import route_repository
+from edge_worker.orchestration.routing import repo_tags, route_repository
 from edge_worker.orchestration.strategy import ExecutorEstimate, choose_executor
 from edge_worker.reporting.report import ReportState, verification_summary
 from edge_worker.runtime import CLOUD_QUEUE, LOCAL_QUEUE
@@ -87,6 +90,12 @@ STATUS_WORDS = {
     "over_budget": "is over its budget",
 }
 HANDLE_WAIT_SECONDS = 10.0
+SESSION_WAIT_SECONDS = 5.0
+DELEGATION_WINDOW_SECONDS = 60.0
+"""A delegation's notification or ``delegateId`` update arriving this long after its
+session's work ended is still part of that work, not a new start."""
+"""How long work started by a delegation or inbox notification waits for the agent session
+Linear opens for the same delegation, so the session carries it from the first word."""
 
 
 def estimates_for(settings: Settings) -> dict[str, ExecutorEstimate]:
@@ -141,36 +150,171 @@ async def active_workflow_step(issue_id: str) -> str | None:
     return await asyncio.to_thread(query)
 
 
+@DBOS.step()
+async def session_of_step(issue_id: str) -> dict[str, Any] | None:
+    """The issue's last work: its workflow, its session, whether it is still active."""
+
+    def query() -> dict[str, Any] | None:
+        with services.current().engine.connect() as conn:
+            found = work.session_of(conn, issue_id)
+        if found is None:
+            return None
+        workflow_id, session_id, active, finished_at = found
+        ended = (datetime.now(UTC) - finished_at).total_seconds() if finished_at else None
+        return {
+            "workflow_id": workflow_id,
+            "session_id": session_id,
+            "active": active,
+            "ended_seconds_ago": ended,
+        }
+
+    return await asyncio.to_thread(query)
+
+
+@DBOS.step()
+async def attach_session_step(issue_id: str, session_id: str) -> str | None:
+    """Make ``session_id`` the session of the issue's active work if it has none yet;
+    returns the session the active work carries (``None``: nothing is active)."""
+
+    def attach() -> str | None:
+        with services.current().engine.begin() as conn:
+            return work.attach_session(conn, issue_id, session_id)
+
+    return await asyncio.to_thread(attach)
+
+
+async def _answer_first(trigger: dict[str, Any], kind: str, body: str) -> None:
+    """Post the trigger's first activity unless the dispatcher already did."""
+    if trigger.get("session_id") and not trigger.get("acked"):
+        await steps.say_step(
+            trigger.get("issue_id") or "",
+            trigger["session_id"],
+            kind,
+            body,
+            first_activity_id(trigger),
+        )
+
+
 @DBOS.workflow()
 async def handle_trigger(trigger: dict[str, Any]) -> str:
-    """Turn one stored trigger into work; returns what it did, for the record."""
+    """Turn one stored trigger into work; returns what it did, for the record.
+
+    App mode: a session arriving while the issue's work runs without one becomes that
+    work's session (never "already working"); a start that expects a session (delegation,
+    inbox notification) finding work that has one is part of the same delegation and
+    attaches to it silently. A prompt to a session whose work ended continues that work.
+    """
     kind, issue_id = trigger["kind"], trigger["issue_id"]
+    session_id = trigger.get("session_id")
     structlog.contextvars.bind_contextvars(issue=trigger.get("issue_identifier") or issue_id)
+    if kind == "follow_up":
+        await _answer_first(trigger, "thought", texts.PROMPT_ACK)
+    if kind == "refuse":
+        log.info("session refused", reason=trigger.get("reason"))
+        await _answer_first(trigger, "error", texts.refusal(trigger.get("context") or {}))
+        return f"refused: {trigger.get('reason')}"
     if kind == "start":
-        ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
-        owner = await claim_issue_step(
-            issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
-        )
-        if owner != ours:
-            log.info("issue already being worked on", owner=owner)
-            if trigger.get("session_id"):  # a new session must not look unresponsive
-                await steps.say_step(
-                    issue_id,
-                    trigger["session_id"],
-                    "response",
-                    texts.ALREADY_WORKING,
-                    stable_uuid4(str(DBOS.workflow_id), "already-working"),
-                )
-            return f"already working: {owner}"
-        with SetWorkflowID(ours):
-            await DBOS.start_workflow_async(orchestrate_issue, trigger)
-        return f"started: {ours}"
+        return await _start(trigger)
     active = await active_workflow_step(issue_id)
     if active is None:
+        if kind == "follow_up" and session_id:
+            return await _continue_work(trigger)
+        if kind == "stop" and session_id:
+            await _answer_first(trigger, "response", texts.NOTHING_TO_STOP)
         log.info("no active work for this issue", kind=kind)
         return "no active work"
-    await DBOS.send_async(active, trigger, topic=CONTROL_TOPIC)
+    if kind == "follow_up" and not session_id:  # a comment: acknowledge in the work's session
+        found = await session_of_step(issue_id)
+        if found and found["session_id"]:
+            await steps.say_step(
+                issue_id,
+                found["session_id"],
+                "thought",
+                texts.FOLLOW_UP_ACK,
+                first_activity_id(trigger),
+            )
+    await _send_to(active, trigger)
     return f"sent {kind} to {active}"
+
+
+OWNER_WAIT_SECONDS = 60.0
+
+
+async def _send_to(workflow_id: str, message: dict[str, Any]) -> None:
+    """Send a control message to an orchestration, waiting for it to exist: the issue is
+    claimed for it a moment before the trigger that claimed it starts it."""
+    waited = 0.0
+    while await DBOS.get_workflow_status_async(workflow_id) is None:
+        if waited >= OWNER_WAIT_SECONDS:
+            break  # the send below says what is wrong
+        await DBOS.sleep_async(0.2)
+        waited += 0.2
+    await DBOS.send_async(workflow_id, message, topic=CONTROL_TOPIC)
+
+
+async def _start(trigger: dict[str, Any]) -> str:
+    issue_id, session_id = trigger["issue_id"], trigger.get("session_id")
+    context = trigger.get("context") or {}
+    await _answer_first(trigger, "thought", texts.ACK_THOUGHT)
+    if not session_id and context.get("expects_session"):
+        # The same delegation's session started the work, which may even have ended
+        # already (refused at once): this trigger is part of it, not new work.
+        found = await session_of_step(issue_id)
+        if found and found["session_id"]:
+            ago = found["ended_seconds_ago"]
+            if found["active"] or (ago is not None and ago < DELEGATION_WINDOW_SECONDS):
+                log.info("delegation part of its session's work", owner=found["workflow_id"])
+                return f"attached: {found['workflow_id']}"
+    ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
+    for _ in range(3):  # the owner may end between the claim and the attach: claim again
+        owner = await claim_issue_step(issue_id, trigger.get("issue_identifier"), ours, session_id)
+        if owner == ours:
+            with SetWorkflowID(ours):
+                await DBOS.start_workflow_async(orchestrate_issue, trigger)
+            return f"started: {ours}"
+        if not session_id:
+            log.info("issue already being worked on", owner=owner)
+            return f"attached: {owner}"
+        carried = await attach_session_step(issue_id, session_id)
+        if carried == session_id:
+            log.info("session attached to the work in progress", owner=owner)
+            message = {
+                "kind": "session",
+                "session_id": session_id,
+                "context": context,
+                "actor_name": trigger.get("actor_name"),
+            }
+            await _send_to(owner, message)
+            return f"session attached: {owner}"
+        if carried is not None:  # a second session while another carries the work
+            log.info("issue already carried by another session", owner=owner)
+            await steps.say_step(
+                issue_id,
+                session_id,
+                "response",
+                texts.OTHER_SESSION,
+                stable_uuid4(str(DBOS.workflow_id), "other-session"),
+            )
+            return f"other session: {owner}"
+    return "claim contended"
+
+
+async def _continue_work(trigger: dict[str, Any]) -> str:
+    """A prompt to a session whose work ended: new work that starts from that work's
+    history (its plan and results) with the prompt as a follow-up."""
+    issue_id = trigger["issue_id"]
+    previous = await session_of_step(issue_id)
+    ours = orchestration_workflow_id(issue_id, trigger["dedupe_key"])
+    owner = await claim_issue_step(
+        issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
+    )
+    if owner != ours:  # something started meanwhile: the prompt steers it
+        await _send_to(owner, trigger)
+        return f"sent follow_up to {owner}"
+    continued = {**trigger, "continue_from": previous["workflow_id"] if previous else None}
+    with SetWorkflowID(ours):
+        await DBOS.start_workflow_async(orchestrate_issue, continued)
+    return f"continued: {ours}"
 
 
 # --- one sub-task -----------------------------------------------------------------------
@@ -253,6 +397,9 @@ class _SubtaskRun:
             )
             return {"key": self.key, "status": "unavailable", "reason": started["unavailable"]}
         await self._set_handle(started["handle"])
+        web_url = (self.handle.get("extra") or {}).get("web_url")
+        if web_url:
+            await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
         self.iterations = 1
         await self._follow("run", "run")
         status = await self._judge()
@@ -277,6 +424,16 @@ class _SubtaskRun:
             status = await self._judge()
         finished_at = await steps.now_step()
         return await self._finish(status, finished_at - started_at)
+
+    def _name(self) -> str:
+        return str(self.spec.get("sub_issue_identifier") or self.key)
+
+    async def _link(self, label: str, url: str) -> None:
+        """Add a link to the session (Codegen's run page, a pull request)."""
+        if self.spec.get("session_id"):
+            await steps.add_session_links_step(
+                self.spec["session_id"], [{"label": label, "url": url}]
+            )
 
     async def _set_handle(self, handle: dict[str, Any]) -> None:
         self.handle = handle
@@ -400,8 +557,10 @@ class _SubtaskRun:
                     "duration_seconds": duration,
                     "note": self.note,
                 },
-                spec.get("done_state_id") if status == "passed" else None,
+                _end_state(spec, status),
             )
+        for url in result.get("pr_urls") or []:
+            await self._link(texts.PR_LINK_LABEL.format(name=self._name()), str(url))
         await steps.release_run_step(self.executor, self.handle, status == "passed")
         await steps.track_subtask_step(
             self.issue_id, self.key, self.workflow_id, status, self.executor
@@ -412,8 +571,7 @@ class _SubtaskRun:
 async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception) -> dict[str, Any]:
     """The outcome of a sub-task whose run could not go on (an error no step recovered)."""
     key, issue_id = spec["key"], spec["issue_id"]
-    error = f"{type(exc).__name__}: {exc}"[:400]
-    summary = texts.SUBTASK_ERROR.format(error=error)
+    summary = texts.SUBTASK_ERROR
     spent = Total()
     with contextlib.suppress(Exception):
         spent = Total(**await steps.subtask_total_step(issue_id, key))
@@ -443,7 +601,7 @@ async def _subtask_error(spec: dict[str, Any], workflow_id: str, exc: Exception)
                     "executor": spec["executor"],
                     "note": spec.get("note"),
                 },
-                None,
+                spec.get("reset_state_id"),
             )
     with contextlib.suppress(Exception):
         await steps.track_subtask_step(issue_id, key, workflow_id, "failed", spec["executor"])
@@ -475,6 +633,17 @@ async def _issue_edits() -> str:
     while (message := await DBOS.recv_async(edits.EDIT_TOPIC, timeout_seconds=0)) is not None:
         found.append(str(message.get("text") or ""))
     return "".join(f"\n\n{text}" for text in found if text)
+
+
+def _end_state(spec: dict[str, Any], status: str) -> str | None:
+    """Where a sub-issue goes when its sub-task ends: done when it passed; back to the
+    unstarted (or configured) state when it failed or could not go on, so boards do not
+    show it moving; left alone when the work was stopped."""
+    if status == "passed":
+        return spec.get("done_state_id")
+    if status in ("failed", "timed_out", "over_budget"):
+        return spec.get("reset_state_id")
+    return None
 
 
 def _join(first: str | None, second: str | None) -> str | None:
@@ -532,6 +701,7 @@ class _Orchestration:
         self.planning_cost: Total | None = None
         self.said = 0
         self.day_warned: set[str] = set()
+        self.report_linked = False
 
     def note(self, text: str) -> None:
         """Add a note to the report (once: a repeated message is not repeated)."""
@@ -583,8 +753,60 @@ class _Orchestration:
         }
         await steps.post_report_step(data)
 
-    async def say(self, kind: str, body: str) -> None:
-        await steps.say_step(self.issue_id, self.session_id, kind, body, self.say_id())
+    async def say(
+        self, kind: str, body: str, *, options: list[str] | None = None, final: bool = False
+    ) -> None:
+        """Say something in the session (a comment in user mode); ``options`` make an
+        elicitation a ``select``; ``final`` drops progress not yet sent (after a stop)."""
+        await steps.say_step(
+            self.issue_id,
+            self.session_id,
+            kind,
+            body,
+            self.say_id(),
+            options=options,
+            final=final,
+        )
+
+    async def link_report(self) -> None:
+        """Show the report comment among the session's links (once)."""
+        if self.session_id and self.snapshot and not self.report_linked:
+            self.report_linked = True
+            url = report_url(self.snapshot["issue"]["url"], self.issue_id)
+            await steps.add_session_links_step(
+                self.session_id, [{"label": texts.REPORT_LINK_LABEL, "url": url}]
+            )
+
+
+def report_url(issue_url: str, issue_id: str) -> str:
+    """The Linear URL of the issue's report comment (its id is chosen by the daemon)."""
+    comment_id = stable_uuid4(issue_id, steps.REPORT_PURPOSE)
+    return f"{issue_url}#comment-{comment_id[:8]}"
+
+
+async def _recv(o: _Orchestration, timeout: float) -> dict[str, Any] | None:
+    """The next control message within ``timeout`` seconds; a session arriving for this
+    work (``kind: session``) is adopted on the way and not returned."""
+    while True:
+        message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=timeout)
+        if message is None or message.get("kind") != "session":
+            return dict(message) if message is not None else None
+        await _adopt_session(o, message)
+
+
+async def _adopt_session(o: _Orchestration, message: dict[str, Any]) -> None:
+    """Make the session that arrived after the work started carry it: from now on the
+    plan, the activities, the links and the final response go there."""
+    if o.session_id is not None:
+        return
+    o.session_id = str(message["session_id"])
+    log.info("agent session now carries the work", session=o.session_id)
+    context = message.get("context") or {}
+    own = o.trigger.get("context") or {}
+    if not own.get("prompt_context") and context.get("prompt_context"):
+        o.trigger["context"] = {**own, **context}
+    await o.link_report()
+    await _publish_plan(o)
 
 
 def _context(o: _Orchestration) -> PlanningContext:
@@ -638,7 +860,9 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
             edits.apply_to_snapshot(o.snapshot["issue"], edit)
             await o.say("thought", edits.acknowledgement(edit))
             continue
-        if message.get("kind") == "follow_up" and message.get("text"):
+        if message.get("kind") == "session":
+            await _adopt_session(o, message)
+        elif message.get("kind") == "follow_up" and message.get("text"):
             o.follow_ups.append(
                 ContextComment(author=message.get("actor_name") or "user", body=message["text"])
             )
@@ -647,13 +871,23 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
 async def _finish(o: _Orchestration, state: ReportState, message: str | None = None) -> str:
     if message:
         o.note(message)
-    await o.report(state)
-    if state == "done":
+    # After a stop the session gets one final activity and Linear nothing else (Linear's
+    # stop signal); in user mode the report is the only place that says it stopped.
+    quiet = state == "stopped" and o.session_id is not None
+    if not quiet:
+        await o.report(state)
+    if state == "done" and _may_move(o):
         review = o.state_id(name=o.settings.review_state)
         if review:
             await steps.move_issue_step(o.issue_id, review)
+    await DBOS.set_event_async("history", _history(o))
+    if o.session_id is None:  # a session that came just now still gets the final word
+        while (late := await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=0)) is not None:
+            if late.get("kind") == "session":
+                await _adopt_session(o, late)
     if o.session_id:
-        await _publish_plan(o)  # the session's plan shows where every sub-task ended
+        if not quiet:
+            await _publish_plan(o)  # the session's plan shows where every sub-task ended
         passed = sum(
             1 for t in (o.progress.tasks.values() if o.progress else []) if t.status == "passed"
         )
@@ -667,9 +901,30 @@ async def _finish(o: _Orchestration, state: ReportState, message: str | None = N
         )
         if message:
             body += "\n\n" + message
-        await o.say("response" if state == "done" else "error", body)
+        if o.trigger.get("continue_from"):  # what became of the prompt that continued it
+            said = [n for n in o.notes if n != message]
+            if said:
+                body += "\n\n" + "\n".join(f"- {n}" for n in said)
+        await o.say("response" if state in ("done", "stopped") else "error", body, final=quiet)
     await steps.set_state_step(o.issue_id, o.workflow_id, state)
     return state
+
+
+def _may_move(o: _Orchestration) -> bool:
+    """Whether the issue may be moved: never out of completed or canceled (Linear's agent
+    guidelines), as it stood when the work started."""
+    state = (o.snapshot.get("issue") or {}).get("state") or {}
+    return state.get("type") not in ("completed", "canceled")
+
+
+def _history(o: _Orchestration) -> dict[str, Any]:
+    """What a later prompt to the session continues from: the plan with every sub-task's
+    result, the repository and the follow-ups so far."""
+    return {
+        "progress": o.progress.model_dump(mode="json") if o.progress else None,
+        "repository": o.trigger.get("_repository"),
+        "follow_ups": [c.model_dump(mode="json") for c in o.follow_ups],
+    }
 
 
 @DBOS.workflow()
@@ -689,7 +944,7 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
             return "stopped"
         log.error("orchestration failed", error=repr(exc))
         await steps.set_state_step(o.issue_id, workflow_id, "failed", detail=repr(exc)[:500])
-        text = texts.CRASHED.format(error=type(exc).__name__)
+        text = texts.CRASHED
         o.notes.append(text)
         with contextlib.suppress(Exception):
             if o.snapshot:
@@ -700,15 +955,40 @@ async def orchestrate_issue(trigger: dict[str, Any]) -> str:
         return "failed"
 
 
+async def _await_session(o: _Orchestration) -> dict[str, Any] | None:
+    """Wait briefly for the session of the delegation that started this work; returns a
+    stop that came meanwhile (follow-ups are kept for the planner)."""
+    while True:
+        message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=SESSION_WAIT_SECONDS)
+        if message is None:
+            return None
+        if message.get("kind") == "session":
+            await _adopt_session(o, message)
+            return None
+        if message.get("kind") == "stop":
+            return dict(message)
+        if message.get("kind") == "follow_up" and message.get("text"):
+            author = message.get("actor_name") or "user"
+            o.follow_ups.append(ContextComment(author=author, body=message["text"]))
+
+
 async def _orchestrate(o: _Orchestration) -> str:
     workflow_id = o.workflow_id
+    early_stop = None
+    if (o.trigger.get("context") or {}).get("expects_session") and not o.session_id:
+        early_stop = await _await_session(o)
     money = await steps.money_step(o.issue_id)
     day_spent = Total(**money["day"]).usd
     refused = o.limits.per_day is not None and day_spent >= o.limits.per_day
     o.snapshot = await steps.acknowledge_step(
-        o.issue_id, o.session_id, workflow_id, start=not refused
+        o.issue_id,
+        o.session_id,
+        workflow_id,
+        start=not refused,
+        delegate_to=o.settings.linear.agent_user_id if o.session_id else None,
     )
     o.identifier = o.snapshot["issue"]["identifier"]
+    await o.link_report()
     started_at = await steps.now_step()
     deadline = started_at + o.settings.issue_timeout_seconds
     await steps.set_state_step(o.issue_id, workflow_id, "planning")
@@ -718,6 +998,17 @@ async def _orchestrate(o: _Orchestration) -> str:
             spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
         )
         return await _finish(o, "over_budget", text)
+    if early_stop is not None:
+        o.stopped_by = early_stop.get("actor_name") or "a user"
+        return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+    if o.trigger.get("continue_from"):
+        history = await DBOS.get_event_async(
+            o.trigger["continue_from"], "history", timeout_seconds=0
+        )
+        if isinstance(history, dict) and history.get("progress"):
+            return await _continue(o, history, deadline)
+        author = o.trigger.get("actor_name") or "user"  # nothing to continue: plan anew
+        o.follow_ups.append(ContextComment(author=author, body=o.trigger.get("text") or ""))
     if not o.session_id:
         await o.report("planning")
 
@@ -730,19 +1021,29 @@ async def _orchestrate(o: _Orchestration) -> str:
         team_key=issue["team"]["key"],
     )
     if route.repository is None and o.settings.repositories:
-        choices = ", ".join(f"`{r.id}`" for r in o.settings.repositories)
-        await o.say("elicitation", texts.NO_REPOSITORY.format(reason=route.reason, choices=choices))
+        options = await steps.rank_repositories_step(o.issue_id, o.session_id)
+        choices = ", ".join(f"`{r}`" for r in options)
+        await o.say(
+            "elicitation",
+            texts.NO_REPOSITORY.format(reason=route.reason, choices=choices),
+            options=options,
+        )
         await steps.set_state_step(o.issue_id, workflow_id, "waiting")
-        reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+        reply = await _recv(o, REPOSITORY_WAIT_SECONDS)
         while reply is not None and (edit := edits.edit_of(reply)) is not None:
             edits.apply_to_snapshot(o.snapshot["issue"], edit)  # an edit is not the answer
-            reply = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=REPOSITORY_WAIT_SECONDS)
+            reply = await _recv(o, REPOSITORY_WAIT_SECONDS)
         if reply is None or reply.get("kind") == "stop":
             if reply is not None:
                 o.stopped_by = reply.get("actor_name") or "a user"
                 return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
-        route = route_repository(o.settings.repositories, description=reply.get("text"))
+        route = route_repository(
+            o.settings.repositories,
+            description=_repository_reply(
+                reply.get("text") or "", [r.id for r in o.settings.repositories]
+            ),
+        )
         if route.repository is None:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
     if route.repository is not None:
@@ -765,7 +1066,11 @@ async def _orchestrate(o: _Orchestration) -> str:
     if "error" in planned:
         template = texts.PLANNER_UNAVAILABLE if planned.get("unavailable") else texts.PLAN_FAILED
         key = "reason" if planned.get("unavailable") else "problems"
-        return await _finish(o, "failed", template.format(**{key: planned["error"]}))
+        log.warning("no plan", error=planned["error"])
+        error = (
+            texts.for_linear(planned["error"]) if planned.get("unavailable") else planned["error"]
+        )
+        return await _finish(o, "failed", template.format(**{key: error}))
     plan = Plan.model_validate(planned["plan"])
     o.planning_cost = Total.of(planned.get("cost_usd"))
     await _warn_day_once(o)
@@ -781,6 +1086,38 @@ async def _orchestrate(o: _Orchestration) -> str:
     return await _execute(o, deadline)
 
 
+def _repository_reply(text: str, known: list[str]) -> str:
+    """A reply to the repository question as ``route_repository`` reads it: a selected
+    option, or a reply naming exactly one configured id (``"demo please"``), becomes a
+    ``[repo=<id>]`` tag; a bare unknown word becomes one too, so the answer says so."""
+    if repo_tags(text):
+        return text
+    words = re.findall(r"[A-Za-z0-9][A-Za-z0-9._/-]*", text)
+    named = list(dict.fromkeys(w for w in words if w in known))
+    if len(named) == 1:
+        return f"[repo={named[0]}]"
+    return f"[repo={words[0]}]" if len(words) == 1 else text
+
+
+async def _continue(o: _Orchestration, history: dict[str, Any], deadline: float) -> str:
+    """Continue finished work with a prompt: answer it, re-open the sub-tasks it names, or
+    plan the new work it asks for, then carry on as before."""
+    o.progress = Progress.model_validate(history["progress"])
+    if history.get("repository"):
+        o.trigger["_repository"] = history["repository"]
+    o.follow_ups = [ContextComment.model_validate(c) for c in history.get("follow_ups") or []]
+    log.info("continuing finished work", previous=o.trigger.get("continue_from"))
+    await steps.set_state_step(
+        o.issue_id, o.workflow_id, "working", subtasks_total=len(o.progress.tasks)
+    )
+    budget_reason = await _follow_up(o, o.trigger, None)
+    await _publish_plan(o)
+    await o.report("working")
+    if budget_reason is not None:
+        return await _finish(o, "over_budget", texts.BUDGET_BLOCKED.format(reason=budget_reason))
+    return await _execute(o, deadline)
+
+
 async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
     assert o.progress is not None
     unstarted = o.state_id(type_="unstarted")
@@ -793,7 +1130,14 @@ async def _create_subissues(o: _Orchestration, subtasks: list[Subtask]) -> None:
             ref = {"id": existing.id, "identifier": existing.identifier, "url": existing.url}
         else:
             ref = await steps.create_subissue_step(
-                o.issue_id, o.team_id, unstarted, subtask.model_dump(mode="json")
+                o.issue_id,
+                o.team_id,
+                unstarted,
+                subtask.model_dump(mode="json"),
+                parent_url=o.snapshot["issue"].get("url"),
+                report_url=report_url(o.snapshot["issue"]["url"], o.issue_id)
+                if o.snapshot["issue"].get("url")
+                else None,
             )
         record = o.progress.tasks[subtask.key]
         record.sub_issue_id, record.identifier, record.url = (
@@ -920,8 +1264,15 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "issue_identifier": o.identifier,
         "session_id": o.session_id,
         "sub_issue_id": record.sub_issue_id,
+        "sub_issue_identifier": record.identifier,
         "started_state_id": o.state_id(type_="started"),
         "done_state_id": o.state_id(type_="completed"),
+        "reset_state_id": (
+            o.state_id(name=o.settings.failed_subtask_state)
+            if o.settings.failed_subtask_state
+            else None
+        )
+        or o.state_id(type_="unstarted"),
         "task": task.model_dump(mode="json"),
         "max_iterations": o.settings.max_iterations,
         "issue_limit": str(o.budget.limit) if o.budget.limit is not None else None,
@@ -948,8 +1299,10 @@ def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> TaskRecord | N
         return None  # a late message from a run this orchestration already gave up on
     if message["status"] == "unavailable":
         executor = record.executor or "codegen"
-        o.unavailable[executor] = message["reason"]
-        record.status, record.note = "pending", f"{executor} unavailable: {message['reason']}"
+        log.warning("executor unavailable", executor=executor, reason=message["reason"])
+        reason = texts.for_linear(message["reason"])
+        o.unavailable[executor] = reason
+        record.status, record.note = "pending", f"{executor} unavailable: {reason}"
         record.resume_from = None
         return record
     cost = message["cost"]
@@ -1104,7 +1457,9 @@ async def _follow_up(
         _context(o).model_dump(mode="json"), o.workflow_id, o.issue_id, o.identifier, round_
     )
     if "error" in planned:
-        o.notes.append(f"Follow-up from {author} could not be planned: {planned['error']}")
+        log.warning("follow-up not planned", error=planned["error"])
+        reason = texts.for_linear(planned["error"])
+        o.notes.append(f"Follow-up from {author} could not be planned: {reason}")
         return budget_reason
     new_plan = Plan.model_validate(planned["plan"])
     known = set(o.progress.tasks)
@@ -1199,17 +1554,19 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             asked_budget = True
             o.note(texts.BUDGET_BLOCKED.format(reason=budget_reason))
             await o.report("over_budget")
-            await o.say("elicitation", texts.BUDGET_ELICITATION.format(reason=budget_reason))
-            message = await DBOS.recv_async(CONTROL_TOPIC, timeout_seconds=BUDGET_WAIT_SECONDS)
+            await o.say(
+                "elicitation",
+                texts.BUDGET_ELICITATION.format(reason=budget_reason),
+                options=list(texts.BUDGET_OPTIONS),
+            )
+            message = await _recv(o, BUDGET_WAIT_SECONDS)
         else:
             now = await steps.now_step()
             if now >= deadline:
                 await _stop_children(o, "timed_out")
                 limit = f"{o.settings.issue_timeout_seconds:.0f}s"
                 return await _finish(o, "timed_out", texts.TIMED_OUT.format(limit=limit))
-            message = await DBOS.recv_async(
-                CONTROL_TOPIC, timeout_seconds=min(POLL_SECONDS, max(1.0, deadline - now))
-            )
+            message = await _recv(o, min(POLL_SECONDS, max(1.0, deadline - now)))
         if message is None:
             continue
         if message.get("type") == "subtask_done":
@@ -1225,6 +1582,17 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
         elif (edit := edits.edit_of(message)) is not None:
             budget_reason = await _issue_edited(o, edit, message, budget_reason)
             asked_budget = False  # an edit is no answer to a budget question: ask again
+        elif (
+            message.get("kind") == "follow_up"
+            and budget_reason is not None
+            and (message.get("text") or "").strip().strip("`").lower() == texts.BUDGET_OPTIONS[1]
+        ):  # "stop" chosen at the budget question: end over budget, as a second refusal does
+            for record in o.progress.tasks.values():
+                if record.status == "pending":
+                    record.status = "over_budget"
+            return await _finish(
+                o, "over_budget", texts.BUDGET_BLOCKED.format(reason=budget_reason)
+            )
         elif message.get("kind") == "follow_up":
             was_blocked = budget_reason is not None
             budget_reason = await _follow_up(o, message, budget_reason)

@@ -36,10 +36,20 @@ Contract:
   ``app_reinstalled``) update the data as Linear would and
   return a :class:`WebhookDelivery` (built with ``edge_worker.sandbox.payloads``) that
   :func:`send_webhook` / :func:`asend_webhook` sign and POST to a daemon URL.
+  ``delegation`` is what one delegation sends (the session's ``created``, the inbox
+  notification, the ``Issue`` update of ``delegateId``); ``session_reply`` is a reply in
+  a session's thread, which Linear delivers both as ``prompted`` and as a ``Comment``.
+- Agent sessions follow Linear's state rules: the last activity sets the state (a
+  ``response`` completes the session, an ``error`` fails it, an ``elicitation`` leaves it
+  ``awaitingInput``, anything else makes it ``active``); each activity records the state
+  it left (``status_after``) and its ``signal``/``signalMetadata``; a user's prompt makes
+  the session active again. ``addedExternalUrls`` add links without repeats.
+- ``latency_seconds`` delays every GraphQL answer (as a distant Linear would).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -55,6 +65,7 @@ from typing import Any, Literal
 import httpx
 import structlog
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     GraphQLError,
     OperationType,
@@ -85,6 +96,7 @@ DEFAULT_API_KEY = "lin_api_sandbox_key"
 DEFAULT_CLIENT_ID = "sandbox-client-id"
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 COMPLEXITY_LIMIT = 250_000
+MAX_CACHED_DOCUMENTS = 1000
 FailureKind = Literal["ratelimited", "server_error"]
 
 
@@ -181,8 +193,10 @@ class LinearStandIn:
         clock: Callable[[], float] = time.time,
         requests_per_hour: int = 5000,
         token_lifetime_seconds: int = 30 * 24 * 3600,
+        latency_seconds: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.latency_seconds = latency_seconds
         self.store = LinearStore(clock)
         self.schema, self.validates = load_schema(schema_path)
         if require_schema and not self.validates:
@@ -207,6 +221,8 @@ class LinearStandIn:
         self._endpoint_windows: dict[str, deque[float]] = {}
         self._failures: deque[_Failure] = deque()
         self._lock = threading.RLock()
+        self._documents: dict[str, DocumentNode] = {}
+        self._verdicts: dict[str, list[GraphQLError]] = {}
         self.app = Starlette(
             routes=[
                 Route("/graphql", self._graphql, methods=["POST"]),
@@ -355,6 +371,8 @@ class LinearStandIn:
 
     async def _graphql(self, request: Request) -> Response:
         raw = await request.body()
+        if self.latency_seconds > 0:
+            await asyncio.sleep(self.latency_seconds)
         authorization = request.headers.get("authorization")
         with self._lock:
             now = self.clock()
@@ -386,7 +404,7 @@ class LinearStandIn:
             body.get("operationName") if isinstance(body.get("operationName"), str) else None
         )
         try:
-            document = parse(body["query"])
+            document = self._parse(body["query"])
         except GraphQLError as exc:
             return JSONResponse({"errors": [exc.formatted]}, status_code=400), operation, variables
         operation_ast = get_operation_ast(document, operation)
@@ -428,7 +446,7 @@ class LinearStandIn:
 
         # Against Linear's schema when present; against the built-in subset otherwise,
         # which only keeps the executor from running a malformed document.
-        problems = validate(self.schema, document)
+        problems = self._validate(body["query"], document)
         if problems:
             errors = [_graphql_error(p) for p in problems]
             response = JSONResponse({"errors": errors}, status_code=400, headers=headers)
@@ -460,6 +478,25 @@ class LinearStandIn:
         if failure is not None:  # carried out, but the answer is lost
             return self._server_error(failure), operation, variables
         return self._result_response(result, headers), operation, variables
+
+    def _parse(self, query: str) -> DocumentNode:
+        document = self._documents.get(query)
+        if document is None:
+            document = parse(query)
+            if len(self._documents) < MAX_CACHED_DOCUMENTS:
+                self._documents[query] = document
+        return document
+
+    def _validate(self, query: str, document: DocumentNode) -> list[GraphQLError]:
+        """The schema's verdict on a document, remembered per query text: a client sends
+        the same few operations over and over, and validating against Linear's whole
+        schema costs milliseconds each time."""
+        problems = self._verdicts.get(query)
+        if problems is None:
+            problems = validate(self.schema, document)
+            if len(self._verdicts) < MAX_CACHED_DOCUMENTS:
+                self._verdicts[query] = problems
+        return problems
 
     @staticmethod
     def _server_error(failure: _Failure) -> Response:
@@ -690,6 +727,41 @@ class LinearStandIn:
         """Install the revoked app again: its client credentials work again."""
         with self._lock:
             self.oauth_clients[client_id] = self._revoked_clients.pop(client_id)
+
+    def delegation(self, issue_id: str) -> tuple[WebhookDelivery, WebhookDelivery, WebhookDelivery]:
+        """Delegate the issue to the agent: the three webhooks Linear sends for it, in the
+        order ``(session created, inbox notification, Issue delegateId update)``."""
+        created = self.agent_session_created(issue_id)
+        notified = self.assignment_notification(issue_id)
+        updated = self.issue_assigned(issue_id, field="delegateId")
+        return created, notified, updated
+
+    def session_reply(self, session_id: str, body: str) -> tuple[WebhookDelivery, WebhookDelivery]:
+        """A user's reply in a session's thread: the ``prompted`` webhook and the
+        ``Comment`` webhook for the same comment (its id is the prompt's
+        ``sourceCommentId``)."""
+        with self._lock:
+            session = self.store.sessions[session_id]
+            issue = self.store.find_issue(session.issue_id or "")
+            comment = self.store.add_comment(issue.id, body)
+            activity = self.store.add_prompt(session_id, body)
+            prompted = payloads.agent_session_prompted(
+                session.id,
+                issue.id,
+                self.store.agent.id,
+                body,
+                activity_id=activity.id,
+                user_id=self.store.human.id,
+                source_comment_id=comment.id,
+            )
+            commented = payloads.comment_created(
+                comment.id,
+                issue.id,
+                body,
+                user_id=self.store.human.id,
+                identifier=issue.identifier,
+            )
+        return WebhookDelivery("AgentSessionEvent", prompted), WebhookDelivery("Comment", commented)
 
     def comment_created(
         self, issue_id: str, body: str, *, user_id: str | None = None

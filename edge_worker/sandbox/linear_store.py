@@ -180,6 +180,9 @@ class AgentActivity:
     created_at: float
     user_id: str | None = None
     signal: str | None = None
+    signal_metadata: dict[str, Any] | None = None
+    status_after: str | None = None
+    """The session's status right after this activity (Linear's state rules)."""
 
 
 @dataclass
@@ -334,6 +337,8 @@ class LinearStore:
     def add_prompt(
         self, session_id: str, body: str, *, user_id: str | None = None, signal: str | None = None
     ) -> AgentActivity:
+        session = self.sessions[session_id]
+        session.status = "active" if signal != "stop" else session.status
         activity = AgentActivity(
             id=str(uuid.uuid4()),
             session_id=session_id,
@@ -634,6 +639,32 @@ class QueryRoot(_View):
     def viewer(self, info: Info) -> UserView:
         return UserView(self._store, self._store.users[self._store.viewer_id])
 
+    def issueRepositorySuggestions(
+        self,
+        info: Info,
+        issueId: str,
+        candidateRepositories: list[dict[str, Any]],
+        agentSessionId: str | None = None,
+    ) -> dict[str, Any]:
+        """Candidates ranked by how many words of their name the issue's text mentions
+        (a stand-in for Linear's model), confidence in [0, 1]."""
+        issue = self._store.find_issue(issueId)
+        text = f"{issue.title} {issue.description or ''}".lower()
+        suggestions = []
+        for candidate in candidateRepositories:
+            name = candidate["repositoryFullName"]
+            words = [w for w in name.lower().replace("/", " ").replace("-", " ").split() if w]
+            hits = sum(1 for w in words if w in text)
+            suggestions.append(
+                {
+                    "repositoryFullName": name,
+                    "hostname": candidate.get("hostname"),
+                    "confidence": hits / len(words) if words else 0.0,
+                }
+            )
+        suggestions.sort(key=lambda s: -float(s["confidence"]))
+        return {"suggestions": suggestions}
+
     def organization(self, info: Info) -> OrganizationView:
         return OrganizationView(self._store.organization)
 
@@ -819,13 +850,17 @@ class MutationRoot(_View):
             created_at=store.clock(),
             user_id=store.viewer_id,
             signal=input.get("signal"),
+            signal_metadata=input.get("signalMetadata"),
         )
         store.activities[activity.id] = activity
+        # Linear's rules: the last activity sets the state; a response ends the session,
+        # an error marks it failed, an elicitation waits for the user.
         session.status = {
             "response": "complete",
             "error": "error",
             "elicitation": "awaitingInput",
         }.get(content["type"], "active")
+        activity.status_after = session.status
         session.updated_at = activity.created_at
         return {
             "success": True,
@@ -840,6 +875,14 @@ class MutationRoot(_View):
             raise not_found("AgentSession")
         if input.get("externalUrls") is not None:
             session.external_urls = [dict(link) for link in input["externalUrls"]]
+        else:
+            known = {link["url"] for link in session.external_urls}
+            for link in input.get("addedExternalUrls") or []:
+                if link["url"] not in known:
+                    session.external_urls.append(dict(link))
+                    known.add(link["url"])
+            removed = set(input.get("removedExternalUrls") or [])
+            session.external_urls = [u for u in session.external_urls if u["url"] not in removed]
         if "plan" in input:
             session.plan = input["plan"]
         session.updated_at = store.clock()

@@ -305,8 +305,10 @@ def agent_session_prompted(
     user_id: str = "user-human",
     signal: str | None = None,
     timestamp_ms: float | None = None,
+    source_comment_id: str | None = None,
 ) -> dict[str, Any]:
-    """``AgentSessionEvent``/``prompted``: a follow-up message, or a stop signal."""
+    """``AgentSessionEvent``/``prompted``: a follow-up message, or a stop signal
+    (``source_comment_id``: the comment a reply in the session's thread also is)."""
     now = _iso()
     activity = {
         "id": activity_id or str(uuid.uuid4()),
@@ -317,6 +319,7 @@ def agent_session_prompted(
         "userId": user_id,
         "user": user(user_id),
         "signal": signal,
+        "sourceCommentId": source_comment_id,
     }
     return {
         "type": "AgentSessionEvent",

@@ -45,6 +45,49 @@ def active_workflow(conn: sa.Connection, issue_id: str) -> str | None:
     return row[0] if row else None
 
 
+def session_of(
+    conn: sa.Connection, issue_id: str
+) -> tuple[str, str | None, bool, datetime | None] | None:
+    """The issue's last work: ``(workflow id, session id, still active, finished at)``,
+    or ``None``."""
+    row = conn.execute(
+        sa.select(
+            work_items.c.workflow_id,
+            work_items.c.session_id,
+            work_items.c.state,
+            work_items.c.finished_at,
+        ).where(work_items.c.issue_id == issue_id)
+    ).first()
+    if row is None:
+        return None
+    finished = row[3]
+    if finished is not None and finished.tzinfo is None:  # SQLite drops the zone
+        finished = finished.replace(tzinfo=UTC)
+    return str(row[0]), row[1], row[2] in ACTIVE_STATES, finished
+
+
+def attach_session(conn: sa.Connection, issue_id: str, session_id: str) -> str | None:
+    """Make ``session_id`` the session of the issue's active work if it has none yet.
+
+    Returns the session the active work carries after the call (``session_id`` when it
+    was attached or was attached before), or ``None`` when nothing is active. Atomic: of
+    two sessions racing for one piece of work, one wins and the other learns which.
+    """
+    conn.execute(
+        sa.update(work_items)
+        .where(work_items.c.issue_id == issue_id)
+        .where(work_items.c.state.in_(ACTIVE_STATES))
+        .where(work_items.c.session_id.is_(None))
+        .values(session_id=session_id, updated_at=datetime.now(UTC))
+    )
+    row = conn.execute(
+        sa.select(work_items.c.session_id)
+        .where(work_items.c.issue_id == issue_id)
+        .where(work_items.c.state.in_(ACTIVE_STATES))
+    ).first()
+    return None if row is None else row[0]
+
+
 def claim(
     conn: sa.Connection,
     *,

@@ -103,6 +103,7 @@ class AgentActivity(_Tolerant):
     signal: str | None = None
     userId: str | None = None
     user: UserRef | None = None
+    sourceCommentId: str | None = None
 
 
 class AgentSession(_Tolerant):

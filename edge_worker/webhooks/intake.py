@@ -5,7 +5,9 @@ secret or the body): draining 503; body over the cap 413 (without reading the re
 signature 401; not a JSON object 400; missing, stale or future ``webhookTimestamp`` in the
 signed body 401 (the unsigned ``Linear-Timestamp`` header is never read). Then the event is
 classified and committed, and only then answered 200 with ``accepted``, ``duplicate`` or
-``ignored``; a store that cannot commit answers 503 so Linear retries.
+``ignored``; a store that cannot commit answers 503 so Linear retries. An accepted event is
+handed to ``on_accepted`` (as the trigger it becomes) right after its commit: that is how
+an agent session gets its first activity before anything else happens.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class WebhookIntake:
         is_draining: Callable[[], bool],
         clock: Callable[[], float] = time.time,
         on_result: Callable[[str, float], None] | None = None,
+        on_accepted: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._secret = secret
         self._rules = rules
@@ -77,6 +80,7 @@ class WebhookIntake:
         self._is_draining = is_draining
         self._clock = clock
         self._on_result = on_result
+        self._on_accepted = on_accepted
 
     async def __call__(self, request: Request) -> JSONResponse:
         started = time.perf_counter()
@@ -144,6 +148,15 @@ class WebhookIntake:
         except StoreUnavailable as exc:
             refusal = _refuse(503, delivery, f"store unavailable: {exc}", issue=issue)
             return refusal, "store_unavailable"
+        if outcome == "accepted" and self._on_accepted is not None and record.detail:
+            self._on_accepted(
+                {
+                    "kind": record.decision,
+                    "dedupe_key": record.dedupe_key,
+                    "issue_id": record.issue_id,
+                    **record.detail,
+                }
+            )
         log.info(
             "webhook stored",
             delivery_id=delivery,

@@ -9,6 +9,14 @@ change delivered twice under two delivery ids starts nothing new.
 Comments are follow-ups only on issues we are working on; that needs state, so the
 decision says ``only_if_active`` and the adapter checks it. So are edits of an issue's
 title or description (``context["edit"]`` holds the new text).
+
+App mode: an agent session must never go unanswered, so a session event the access rules
+turn away (or one without an issue) is a ``refuse`` carrying the reason, which the daemon
+answers in the session. A delegation (``delegateId`` update) and the inbox notification
+``issueAssignedToYou`` come with a session of their own: their start says
+``expects_session`` in its context, so the work waits briefly for that session to carry
+it. A prompt that Linear also delivers as a ``Comment`` shares the comment's dedupe key
+(``comment:<sourceCommentId>``), so the reply is handled once.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class Kind(enum.StrEnum):
     START = "start"
     FOLLOW_UP = "follow_up"
     STOP = "stop"
+    REFUSE = "refuse"
     IGNORE = "ignore"
 
 
@@ -76,7 +85,7 @@ class Decision:
 
     @property
     def acts(self) -> bool:
-        """True for start, follow-up and stop."""
+        """True for start, follow-up, stop and refuse (a session that must be answered)."""
         return self.kind is not Kind.IGNORE
 
 
@@ -142,7 +151,7 @@ def _agent_session_event(event: AgentSessionEvent, rules: Rules) -> Decision:
     if rules.agent_user_id and event.appUserId and event.appUserId != rules.agent_user_id:
         return ignore("agent session for another app user", issue)
     if issue is None or issue.id is None:
-        return ignore("agent session without an issue")
+        return _refuse_session(event, "agent session without an issue", issue)
     activity = event.agentActivity
     actor = session.creator
     actor_id = session.creatorId or (actor.id if actor else None)
@@ -150,7 +159,9 @@ def _agent_session_event(event: AgentSessionEvent, rules: Rules) -> Decision:
         actor_id = activity.userId or (activity.user.id if activity.user else actor_id)
         actor = activity.user or actor
     if problem := _gate(issue, actor_id, rules):
-        return ignore(problem, issue)
+        if rules.agent_user_id and actor_id == rules.agent_user_id:
+            return ignore(problem, issue)
+        return _refuse_session(event, problem, issue, actor_id)
     common: dict[str, Any] = {
         "issue_id": issue.id,
         "issue_identifier": issue.identifier,
@@ -176,6 +187,8 @@ def _agent_session_event(event: AgentSessionEvent, rules: Rules) -> Decision:
         if activity is None:
             return ignore("prompted without an activity", issue)
         key = f"activity:{activity.id or session.id}"
+        if activity.sourceCommentId:  # the same reply may come as a Comment webhook too
+            key = f"comment:{activity.sourceCommentId}"
         if activity.signal == "stop":
             return Decision(Kind.STOP, "stop signal", dedupe_key=key, **common)
         text = activity.content.get("body") if isinstance(activity.content, dict) else None
@@ -184,6 +197,35 @@ def _agent_session_event(event: AgentSessionEvent, rules: Rules) -> Decision:
             return ignore("prompt without text", issue)
         return Decision(Kind.FOLLOW_UP, "prompted", dedupe_key=key, text=text, **common)
     return ignore(f"agent session action {event.action!r} needs nothing", issue)
+
+
+def _refuse_session(
+    event: AgentSessionEvent, reason: str, issue: IssueRef | None, actor_id: str | None = None
+) -> Decision:
+    """A session event the daemon will not act on but must answer (``refuse``)."""
+    session = event.agentSession
+    if event.action not in ("created", "prompted"):
+        return ignore(reason, issue)
+    activity_id = event.agentActivity.id if event.agentActivity else None
+    return Decision(
+        Kind.REFUSE,
+        reason,
+        issue_id=issue.id if issue else None,
+        issue_identifier=issue.identifier if issue else None,
+        dedupe_key=f"refuse:{session.id}:{activity_id or event.action}",
+        session_id=session.id,
+        actor_id=actor_id,
+        context={"refusal": _refusal_code(reason)},
+    )
+
+
+def _refusal_code(reason: str) -> str:
+    """Which user-facing refusal text answers ``reason`` (see ``orchestration.texts``)."""
+    if reason.startswith("team "):
+        return "team"
+    if reason.startswith("user "):
+        return "user"
+    return "no_issue"
 
 
 def _notification(event: AppUserNotification, rules: Rules) -> Decision:
@@ -209,6 +251,7 @@ def _notification(event: AppUserNotification, rules: Rules) -> Decision:
         dedupe_key=f"notification:{note.id or issue.id}:{event.action}",
         actor_id=actor_id,
         actor_name=note.actor.name if note.actor else None,
+        context={"expects_session": True} if kind is Kind.START else {},
     )
 
 
@@ -246,6 +289,7 @@ def _issue_event(event: EntityEvent, rules: Rules) -> Decision:
                 dedupe_key=key,
                 actor_id=actor_id,
                 actor_name=actor_name,
+                context={"expects_session": True} if field_name == "delegateId" else {},
                 **ids,
             )
         if me and before == me and after != me:
