@@ -433,3 +433,43 @@ def test_a_prompt_asking_for_new_work_after_the_end_plans_it_beside_the_old(
         assert len(e2e.agent_calls(identifier, "add-function")) == 1  # not redone
         assert len(e2e.agent_calls(identifier, "docs")) == 1
         assert len(orchestrations(e2e, issue_id)) == 2  # the work, and its continuation
+
+
+def test_a_question_after_the_end_is_answered_with_the_works_history(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    """A prompt that asks about finished work is answered in the session (the planner is
+    shown the work so far), and nothing is run again."""
+    from edge_worker.sandbox.anthropic import ToolAnswer
+
+    plan = one_subtask_plan()
+    answer = "add(a, b) lives in calc.py and returns a + b; its check passed."
+    world.anthropic.script(ToolAnswer(plan), ToolAnswer({**plan, "answer": answer}))
+    store = world.linear.store
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", **LOCAL) as e2e:
+        created = world.linear.agent_session_created(issue_id)
+        session_id = session_of(created)
+        e2e.send(created)
+        assert e2e.wait_end(issue_id) == "done"
+        before = len(activities(world, session_id))
+        prompted, _comment = world.linear.session_reply(session_id, "Where did you put add?")
+        e2e.send(prompted)
+        wait_until(
+            lambda: (
+                len(activities(world, session_id)) > before + 1
+                and activities(world, session_id)[-1].content["type"] == "response"
+            ),
+            timeout=90,
+        )
+        said = [a.content for a in activities(world, session_id)[before:]]
+        expected = texts.FOLLOW_UP_ANSWERED.format(author=store.human.name, answer=answer)
+        assert {"type": "thought", "body": expected} in said, said
+        final = said[-1]["body"]
+        assert expected in final, final
+        assert texts.FOLLOW_UP_NOTED.split("{")[0] not in final
+        planner_input = json.dumps(world.anthropic.requests[-1].body)
+        assert "orchestration.work_so_far" in planner_input  # the history reached the planner
+        assert "`add-function`" in planner_input
+        identifier = store.find_issue(issue_id).identifier
+        assert len(e2e.agent_calls(identifier, "add-function")) == 1  # not run again

@@ -108,6 +108,13 @@ class Plan(BaseModel):
 
     summary: str = Field(min_length=1, description="What the plan achieves, in a few sentences.")
     subtasks: list[Subtask] = Field(min_length=1)
+    answer: str | None = Field(
+        None,
+        description=(
+            "Only when the latest follow-up from a person asks a question: the answer, in a "
+            "few sentences, from the issue, the work so far and the repository. Omit otherwise."
+        ),
+    )
 
     def subtask(self, key: str) -> Subtask:
         """The sub-task with ``key``; :class:`KeyError` when there is none."""

@@ -69,6 +69,7 @@ FOLLOW_UP_WHILE_BLOCKED = (
     "Follow-up from {author} noted; it is not planned while the spending limit holds."
 )
 FOLLOW_UP_NOTED = "Follow-up from {author} noted; the plan already covers it."
+FOLLOW_UP_ANSWERED = "Answer to {author}: {answer}"
 FOLLOW_UP_ENTRY = "From {author} on the issue thread:\n{text}"
 FOLLOW_UP_RERUN = "Follow-up from {author} sent to {name}, which runs again with it."
 FOLLOW_UP_AFTER_RUN = "Follow-up from {author} sent to {name}, for when its current run ends."

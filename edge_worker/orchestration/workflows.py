@@ -840,7 +840,21 @@ def _context(o: _Orchestration) -> PlanningContext:
         repository_path=str(repo["path"]) if repo.get("path") else None,
         base_branch=repo.get("base_branch"),
         follow_ups=o.follow_ups,
+        work_so_far=_work_so_far(o),
     )
+
+
+def _work_so_far(o: _Orchestration) -> list[str]:
+    """The sub-tasks already planned, a line each, for a follow-up's planning."""
+    if o.progress is None:
+        return []
+    return [
+        f"`{r.key}` {r.title}: {r.status}; verification {r.verification}"
+        + (f"; {r.note}" if r.note else "")
+        + (f"; branch {r.branch}" if r.branch else "")
+        + (f"; pull request {r.pr_url}" if r.pr_url else "")
+        for r in o.progress.tasks.values()
+    ]
 
 
 def _existing(o: _Orchestration) -> list[ExistingSubIssue]:
@@ -1462,6 +1476,10 @@ async def _follow_up(
         o.notes.append(f"Follow-up from {author} could not be planned: {reason}")
         return budget_reason
     new_plan = Plan.model_validate(planned["plan"])
+    if new_plan.answer:  # a question: answered now, and again in the final response
+        answer = texts.FOLLOW_UP_ANSWERED.format(author=author, answer=new_plan.answer)
+        await o.say("thought", answer)
+        o.notes.append(answer)
     known = set(o.progress.tasks)
     fresh = [s for s in new_plan.subtasks if s.key not in known]
     keys = known | {s.key for s in fresh}
@@ -1478,7 +1496,7 @@ async def _follow_up(
             )
         )
         await _publish_plan(o)
-    else:
+    elif not new_plan.answer:
         o.notes.append(texts.FOLLOW_UP_NOTED.format(author=author))
     return budget_reason
 
