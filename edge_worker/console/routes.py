@@ -34,6 +34,7 @@ from edge_worker.console import access, queries
 from edge_worker.console.context import Console, base_path, render, role_of
 from edge_worker.console.controls import control_routes
 from edge_worker.console.costs_view import costs_view
+from edge_worker.console.intake_controls import intake_routes
 from edge_worker.console.views import issue_line, issue_view, now_view
 from edge_worker.costs.cli import parse_day
 from edge_worker.costs.ledger import Clock, utc_now
@@ -42,6 +43,7 @@ from edge_worker.costs.summary import rows_total
 from edge_worker.reporting.daily_report import build_daily_report, render_markdown
 from edge_worker.reporting.daily_report_data import read_day_facts
 from edge_worker.settings import Settings
+from edge_worker.storage import intake_pause
 from edge_worker.storage.work import TERMINAL_STATES
 
 log = structlog.get_logger(__name__)
@@ -132,6 +134,7 @@ def build_console(
             change = console.change_id()  # before the data: never newer than it
             with console.db().connect() as conn:
                 records = queries.in_flight(conn)
+                pause = intake_pause.paused(conn)
             today = console.today()
             view = now_view(
                 records,
@@ -147,6 +150,7 @@ def build_console(
             return {
                 "view": view,
                 "audit": console.audit(limit=AUDIT_ON_NOW),
+                "intake_paused": pause.describe() if pause else None,
                 "change_id": change,
             }
 
@@ -346,7 +350,7 @@ def build_console(
             Route("/events", guarded(events)),
             *(
                 Route(path, guarded(handler), methods=["POST"])
-                for path, handler in control_routes(console)
+                for path, handler in [*control_routes(console), *intake_routes(console)]
             ),
             Route("/login", login, methods=["GET", "POST"]),
             Route("/logout", logout, methods=["POST"]),

@@ -18,6 +18,10 @@ Triggers are taken in delivery order. Reaching an ``OAuthApp`` revoked trigger r
 the revocation (``storage/access.py``); from then on every other trigger is refused with
 a log line and stamped as refused instead of dispatched: kept for ``edge-worker
 reinstate``, never dropped (and no session is answered: the app can no longer post).
+
+While an operator has paused intake (``storage/intake_pause.py``), a trigger that would
+start work is held (stamped as held, requeued on resume) and every other one passes, so
+running work can still be stopped or steered.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from edge_worker.orchestration.answers import FirstAnswers, first_activity
 from edge_worker.orchestration.lifecycle import handle_lifecycle
 from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
 from edge_worker.runtime import TRIGGER_QUEUE
-from edge_worker.storage import access
+from edge_worker.storage import access, intake_pause
 from edge_worker.storage.access import REFUSED_WORKFLOW_ID
 from edge_worker.storage.events import mark_dispatched, pending_dispatch
 from edge_worker.webhooks.lifecycle import SCOPE_APP_REVOKED, lifecycle_scope
@@ -49,6 +53,7 @@ APP_REVOKED_LOG = (
 TRIGGER_REFUSED_LOG = (
     "trigger refused: the Linear app is revoked; it is kept and runs after `edge-worker reinstate`"
 )
+TRIGGER_HELD_LOG = "new work held: intake is paused; it starts when intake is resumed"
 
 
 def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
@@ -111,6 +116,7 @@ class Dispatcher:
             assert queue is not None, "trigger queue not registered"
             triggers = [trigger_of(row) for row in rows]
             revoked = await asyncio.to_thread(self._revoked)
+            held = await asyncio.to_thread(self._paused)
             if not revoked:
                 await self._answer_sessions(triggers)
             stamps: list[tuple[int, str]] = []
@@ -129,6 +135,14 @@ class Dispatcher:
                         delivery_id=row.delivery_id,
                     )
                     stamps.append((row.seq, REFUSED_WORKFLOW_ID))
+                    continue
+                if held and scope is None and trigger["kind"] == "start":
+                    log.info(
+                        TRIGGER_HELD_LOG,
+                        issue=row.issue_identifier or row.issue_id,
+                        delivery_id=row.delivery_id,
+                    )
+                    stamps.append((row.seq, intake_pause.HELD_WORKFLOW_ID))
                     continue
                 workflow_id = trigger_workflow_id(trigger["dedupe_key"])
                 with SetWorkflowID(workflow_id):
@@ -155,6 +169,10 @@ class Dispatcher:
     def _pending(self) -> list[sa.Row[Any]]:
         with self._engine.connect() as conn:
             return pending_dispatch(conn)
+
+    def _paused(self) -> bool:
+        with self._engine.connect() as conn:
+            return intake_pause.paused(conn) is not None
 
     def _revoked(self) -> bool:
         with self._engine.connect() as conn:
