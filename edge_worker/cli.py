@@ -223,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     recover.set_defaults(func=cmd_recover)
 
     demo = sub.add_parser("demo", help="run the whole flow on local stand-ins")
-    demo.add_argument("--keep", action="store_true", help="keep the demo's state directory")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's state directory and, in a terminal, the daemon and its console "
+        "up until Ctrl-C",
+    )
     demo.add_argument(
         "--user-mode",
         action="store_true",

@@ -18,11 +18,14 @@ no session).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import secrets
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -90,7 +93,8 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
                 f"   Linear stand-in {world.urls['linear']} (schema validation: "
                 f"{'on' if world.linear.validates else 'off, schema file not found'})"
             )
-            env = {"EDGE_WORKER_LOG_LEVEL": "warning"}
+            console_token = secrets.token_hex(16)  # this demo's own, gone with it
+            env = {"EDGE_WORKER_LOG_LEVEL": "warning", "EDGE_WORKER_CONSOLE__TOKEN": console_token}
             if user_mode:
                 issue_id = world.new_issue()
             else:  # no [repo=...] tag and two repositories: the agent has to ask
@@ -128,6 +132,9 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
                     _print_session(world, session_id)
                 _print_linear(world, issue_id)
                 _print_costs(daemon)
+                _say(f"operator console: {daemon.url}/console/ (sign in with {console_token})")
+                if keep and sys.stdin.isatty():
+                    _keep_open()
             finally:
                 daemon.stop()
             if state != "done":
@@ -138,6 +145,13 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
             temp.cleanup()
         elif keep:
             print(f"\n(kept {base})")
+
+
+def _keep_open() -> None:
+    """Leave the daemon (and its console) up until Ctrl-C."""
+    print("   the daemon stays up for a look at the console; Ctrl-C ends the demo")
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 def _print_question(world: SandboxWorld, session_id: str) -> None:
