@@ -130,6 +130,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve edge-worker's MCP tools on stdio (for a client that spawns the command)."""
+    from edge_worker.mcp.stdio import run_stdio
+
+    return run_stdio(_settings_or_exit())
+
+
 def cmd_reinstate(args: argparse.Namespace) -> int:
     """After the Linear app was installed again: lift the refusal, requeue refused work."""
     from edge_worker.storage import access
@@ -207,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="issues in progress and recently finished")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=cmd_status)
+
+    mcp = sub.add_parser("mcp", help="serve the MCP tools on stdio (delegate from an MCP client)")
+    mcp.set_defaults(func=cmd_mcp)
 
     reinstate = sub.add_parser(
         "reinstate", help="after reinstalling the Linear app: take work again, refused work too"
