@@ -75,7 +75,14 @@ def test_the_right_token_lists_the_tools(daemon: E2E) -> None:
             return [tool.name for tool in (await client.list_tools()).tools]
 
     names = asyncio.run(main())
-    assert set(names) == {"create_work", "get_status", "get_result", "send_feedback", "stop"}
+    assert set(names) == {
+        "create_work",
+        "get_status",
+        "get_result",
+        "verify",
+        "send_feedback",
+        "stop",
+    }
 
 
 @pytest.mark.parametrize(
@@ -111,6 +118,8 @@ async def refused(e2e: E2E, tool: str, arguments: dict[str, Any]) -> MCPError:
         ("create_work", {"issue": "ENG-999"}, "Linear has no issue ENG-999"),
         ("get_status", {}, "issue"),
         ("stop", {"issue": "ENG-404"}, "No work on issue ENG-404"),
+        ("verify", {"issue": "ENG-404", "subtask": "a"}, "No work on issue ENG-404"),
+        ("verify", {"issue": "ENG-1", "subtask": "a", "commands": ["id"]}, "ALLOW_COMMANDS"),
         ("send_feedback", {"issue": "ENG-404", "text": "hi"}, "No work on issue ENG-404"),
     ],
 )

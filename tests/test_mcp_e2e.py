@@ -10,6 +10,7 @@ path (outbox, DBOS workflows), reports on the issue, and nothing is lost or done
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ def mcp_env(world: SandboxWorld) -> dict[str, str]:
         "EDGE_WORKER_MCP__TOKEN": TOKEN,
         "EDGE_WORKER_MCP__TEAM_ID": world.linear.store.team.id,
         "EDGE_WORKER_MCP__REPOSITORIES": '["demo"]',
+        "EDGE_WORKER_MCP__ALLOW_COMMANDS": "true",
     }
 
 
@@ -89,7 +91,14 @@ async def flow(e2e: E2E, client: Client) -> None:
     e2e.restart()
 
     status = await until(first_passed, "the same progress after the restart")
-    result = await call(client, "get_result", issue=ref)
+
+    async def add_finished() -> dict[str, Any] | None:
+        # The sub-task's row says "passed" a moment before its run workflow returns.
+        result = await call(client, "get_result", issue=ref)
+        runs = [run for run in result["runs"] if run["subtask"] == "add-function"]
+        return result if runs and runs[-1]["status"] == "passed" else None
+
+    result = await until(add_finished, "add-function's run recorded")
     add = [run for run in result["runs"] if run["subtask"] == "add-function"]
     assert len(add) == 1, result["runs"]  # not run again after the restart
     assert add[0]["executor"] == "claude-code"
@@ -97,6 +106,19 @@ async def flow(e2e: E2E, client: Client) -> None:
     assert "from calc.add import add" in add[0]["evidence"][0]["command"]
     assert add[0]["cost"] is not None
     assert result["spend"]["usd"] != "0"
+
+    checked = await call(client, "verify", issue=ref, subtask="add-function")
+    assert checked["passed"] and checked["branch"] == add[0]["branch"]
+    assert [c["command"] for c in checked["checks"]] == [add[0]["evidence"][0]["command"]]
+    own = ["test -f calc/add.py", "test -f calc/multiply.py"]
+    looked = await call(client, "verify", issue=ref, subtask="add-function", commands=own)
+    assert [c["exit_code"] for c in looked["checks"]] == [0, 1]  # that branch, not another
+    assert not looked["passed"]
+
+    plan = json.loads(await resource(client, f"edge-worker://issue/{ref}/plan"))
+    assert [task["key"] for task in plan["subtasks"]] == ["add-function", "multiply-function"]
+    report = json.loads(await resource(client, f"edge-worker://issue/{ref}/report"))
+    assert {run["subtask"] for run in report["runs"]} >= {"add-function"}
 
     sent = await call(client, "send_feedback", issue=ref, text="Use integers only.")
     assert sent["outcome"] == "accepted"
@@ -110,6 +132,12 @@ async def flow(e2e: E2E, client: Client) -> None:
     assert e2e.report_comments(issue_id), "no report on the Linear issue"
     starts = e2e.query("SELECT COUNT(*) FROM ew_webhook_events WHERE event_type = 'Mcp'")
     assert starts[0][0] == 3  # one start (the retry was a duplicate), one feedback, one stop
+
+
+async def resource(client: Client, uri: str) -> str:
+    found = await client.read_resource(uri)
+    text = found.contents[0].text  # type: ignore[union-attr]
+    return str(text)
 
 
 def dispatched(e2e: E2E, kind: str) -> bool:

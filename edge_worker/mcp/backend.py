@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from edge_worker.console import queries
 from edge_worker.console.dbos_reader import WorkflowReader
 from edge_worker.console.records import IssueRecord, RunRecord
+from edge_worker.executors.base import VerificationCommand
 from edge_worker.linear.client import LinearClient
 from edge_worker.linear.errors import LinearError, LinearRequestError
 from edge_worker.mcp import requests, texts
@@ -158,6 +159,51 @@ class Backend:
             raise Refused(texts.NO_WORK.format(ref=ref))
         tasks = await asyncio.to_thread(self.reader.plan, record.workflow_id)
         return {"issue": record.identifier, "subtasks": [asdict(task) for task in tasks]}
+
+    async def verify(self, ref: str, subtask: str, commands: list[str] | None) -> dict[str, Any]:
+        """Run the sub-task's verification (or ``commands``, when allowed) on its branch."""
+        from edge_worker.mcp.verify import SCRATCH_DIR, TIMEOUT_SECONDS, verify_branch  # (cycle)
+
+        if commands is not None and not self.settings.mcp.allow_commands:
+            raise Refused(texts.COMMANDS_NOT_ALLOWED)
+        record = await asyncio.to_thread(self._record, ref)
+        if record is None:
+            raise Refused(texts.NO_WORK.format(ref=ref))
+        runs = await asyncio.to_thread(self.reader.runs, record.workflow_id)
+        mine = [run for run in runs if run.key == subtask]
+        if not mine:
+            known = ", ".join(sorted({run.key for run in runs})) or "none yet"
+            raise Refused(texts.NO_RUN.format(key=subtask, ref=ref, known=known))
+        latest = mine[-1]
+        branch = (latest.outcome or {}).get("branch")
+        if not branch:
+            raise Refused(texts.NO_BRANCH_OF_RUN.format(key=subtask, ref=ref))
+        if commands is not None:
+            checks = [VerificationCommand(command=command) for command in commands]
+        else:
+            checks = [
+                VerificationCommand(command=e.command, expect_exit=e.expect_exit)
+                for e in latest.evidence
+            ]
+        if not checks:
+            raise Refused(texts.NO_COMMANDS.format(key=subtask))
+        report = await verify_branch(
+            self.settings.repositories,
+            str(branch),
+            checks,
+            scratch_root=self.settings.resolved_state_dir / SCRATCH_DIR,
+            timeout_seconds=TIMEOUT_SECONDS,
+            pass_env=self.settings.claude.pass_env,
+        )
+        return {
+            "issue": record.identifier,
+            "subtask": subtask,
+            "branch": branch,
+            "passed": all(check.passed for check in report.checks),
+            "checks": [
+                {**check.model_dump(mode="json"), "passed": check.passed} for check in report.checks
+            ],
+        }
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -99,6 +99,13 @@ def build_server(backend: Callable[[], Backend]) -> StrictServer:
         return await _answer(backend().result(issue))
 
     @server.tool()
+    async def verify(issue: str, subtask: str, commands: list[str] | None = None) -> dict[str, Any]:
+        """Run a verification command set on sub-task `subtask`'s work (its branch, in a
+        scratch checkout): its own verification commands, or `commands` (each must exit
+        0) when the daemon allows callers' commands. Each check's exit code and output."""
+        return await _answer(backend().verify(issue, subtask, commands))
+
+    @server.tool()
     async def send_feedback(
         issue: str, text: str, subtask: str | None = None, request_id: str | None = None
     ) -> dict[str, Any]:
@@ -121,5 +128,5 @@ def build_server(backend: Callable[[], Backend]) -> StrictServer:
         """The issue's report: state, each sub-task run with its evidence and cost."""
         return json.dumps(await _answer(backend().result(ref)), indent=2, default=str)
 
-    _ = (create_work, get_status, get_result, send_feedback, stop, plan, report)
+    _ = (create_work, get_status, get_result, verify, send_feedback, stop, plan, report)
     return server

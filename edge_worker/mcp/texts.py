@@ -31,3 +31,13 @@ UNKNOWN_RESOURCE = "Unknown resource {uri!r}."
 FEEDBACK_FOR_TASK = "About sub-task `{key}`: {text}"
 FEEDBACK_ACTOR = "an MCP client"
 STARTED = "Work on {identifier} is queued; it starts within seconds and reports on the issue."
+
+NO_RUN = "Sub-task {key!r} of {ref} has no run yet; its sub-tasks: {known}."
+NO_BRANCH_OF_RUN = "Sub-task {key!r} of {ref} has no branch to verify (its run kept none)."
+NO_BRANCH = "No configured repository has branch {branch!r} (locally or on its origin)."
+NO_CHECKOUT = "Branch {branch!r} could not be checked out for verification."
+NO_COMMANDS = "Sub-task {key!r} has no verification commands: pass `commands`."
+COMMANDS_NOT_ALLOWED = (
+    "Running commands of your own is off on this daemon (EDGE_WORKER_MCP__ALLOW_COMMANDS); "
+    "leave out `commands` to run the sub-task's own verification."
+)
