@@ -55,13 +55,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge_worker.app import build_app
     from edge_worker.console.access import ConsoleConfigError, load_tokens
     from edge_worker.logging import configure_logging
+    from edge_worker.mcp.config import McpConfigError
     from edge_worker.server import DrainingServer
 
     settings = _settings_or_exit(for_serve=True)
     _writable_state_dir_or_exit(settings)
     try:
         load_tokens(settings.console)  # the console's tokens, checked before anything starts
-    except ConsoleConfigError as exc:
+        settings.mcp.bearer_token()  # and the MCP endpoint's
+    except (ConsoleConfigError, McpConfigError) as exc:
         print(f"edge-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)

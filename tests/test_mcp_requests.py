@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from edge_worker.mcp import requests, texts
+from edge_worker.mcp.config import McpConfigError, McpSettings
 from edge_worker.mcp.http import MISSING_TOKEN, WRONG_TOKEN, token_problem
 from edge_worker.settings import Repository, Settings
 from tests.support.mcp import stdio_client
@@ -123,3 +124,16 @@ def test_stdio_refuses_bad_calls_and_writes_nothing(tmp_path: Path) -> None:
     assert no_team.message == texts.NO_TEAM
     with sqlite3.connect(tmp_path / "edge-worker.sqlite") as conn:
         assert conn.execute("SELECT COUNT(*) FROM ew_webhook_events").fetchone() == (0,)
+
+
+def test_the_mcp_token_comes_from_the_env_or_a_file_and_is_long_enough(tmp_path: Path) -> None:
+    assert McpSettings().bearer_token() is None  # no token: no endpoint
+    assert McpSettings(token="t" * 16).bearer_token() == "t" * 16
+    token_file = tmp_path / "token"
+    token_file.write_text("f" * 20 + "\n")
+    both = McpSettings(token="t" * 16, token_file=token_file)
+    assert both.bearer_token() == "f" * 20  # the file wins
+    with pytest.raises(McpConfigError, match=r"EDGE_WORKER_MCP__TOKEN: .* at least 16"):
+        McpSettings(token="short").bearer_token()
+    with pytest.raises(McpConfigError, match="EDGE_WORKER_MCP__TOKEN_FILE: cannot read"):
+        McpSettings(token_file=tmp_path / "missing").bearer_token()

@@ -6,6 +6,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
+MIN_TOKEN_LENGTH = 16
+TOKEN_ENV = "EDGE_WORKER_MCP__TOKEN"
+TOKEN_FILE_ENV = "EDGE_WORKER_MCP__TOKEN_FILE"
+
+
+class McpConfigError(ValueError):
+    """The MCP token cannot be used; ``str()`` names the setting and what is wrong."""
+
 
 class McpSettings(BaseModel):
     """The ``/mcp`` endpoint is off unless a bearer token is set (directly or as a file
@@ -22,10 +30,23 @@ class McpSettings(BaseModel):
     allow_commands: bool = False
 
     def bearer_token(self) -> str | None:
-        """The token callers must present, or ``None`` (the endpoint is off)."""
+        """The token callers must present, or ``None`` (the endpoint is off); raises
+        :class:`McpConfigError` for an unreadable file or a token shorter than 16."""
+        name, token = TOKEN_ENV, None
         if self.token_file is not None:
-            text = self.token_file.expanduser().read_text().strip()
-            return text or None
-        if self.token is not None:
-            return self.token.get_secret_value() or None
-        return None
+            name = TOKEN_FILE_ENV
+            try:
+                token = self.token_file.expanduser().read_text().strip()
+            except OSError as exc:
+                raise McpConfigError(
+                    f"{name}: cannot read {self.token_file}: {exc.strerror}"
+                ) from None
+        elif self.token is not None:
+            token = self.token.get_secret_value().strip()
+        if token is None:
+            return None
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise McpConfigError(
+                f"{name}: the token must be at least {MIN_TOKEN_LENGTH} characters"
+            )
+        return token
