@@ -151,3 +151,15 @@ def test_without_a_token_there_is_no_endpoint(tmp_path: Path) -> None:
     app = build_app(Settings(state_dir=tmp_path))  # routes only: no lifespan is run
     response = TestClient(app).post("/mcp", content=LIST_TOOLS)
     assert response.status_code == 404
+
+
+def test_before_the_daemon_started_the_endpoint_says_so(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, mcp={"token": TOKEN})
+    app = build_app(settings)  # routes only: the lifespan (which serves MCP) is not run
+    headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    response = TestClient(app).post("/mcp", content=LIST_TOOLS, headers=headers)
+    assert response.status_code == 503
+    assert response.json()["error"] == {
+        "code": mcp_http.UNAVAILABLE_CODE,
+        "message": mcp_http.NOT_SERVING,
+    }

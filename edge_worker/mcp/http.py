@@ -3,8 +3,9 @@
 Contract: without a configured token (``EDGE_WORKER_MCP__TOKEN`` or ``__TOKEN_FILE``) there
 is no endpoint. With one, a request without ``Authorization: Bearer <token>``, or with
 another token, is answered 401 with a JSON-RPC error saying so and reaches nothing else
-(the comparison takes the same time whatever the token). The endpoint is stateless (no
-MCP session to lose): a client goes on across a daemon restart.
+(the comparison takes the same time whatever the token); before the daemon has started,
+or once it drains, a request is answered 503 with a JSON-RPC error. The endpoint is
+stateless (no MCP session to lose): a client goes on across a daemon restart.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PATH = "/mcp"
 UNAUTHORIZED_CODE = -32001
 MISSING_TOKEN = "Missing bearer token: send `Authorization: Bearer <EDGE_WORKER_MCP__TOKEN>`."
 WRONG_TOKEN = "Wrong bearer token for this daemon's MCP endpoint."
+UNAVAILABLE_CODE = -32002
+NOT_SERVING = "The daemon is starting or shutting down: nothing was done, try again shortly."
 
 
 def token_problem(expected: str, authorization: str | None) -> str | None:
@@ -83,24 +86,25 @@ class McpEndpoint:
         headers = dict(scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1") or None
         if problem := token_problem(self._token, authorization):
-            await _refuse(send, problem)
+            await _refuse(send, 401, UNAUTHORIZED_CODE, problem)
+            return
+        if self._backend is None:
+            await _refuse(send, 503, UNAVAILABLE_CODE, NOT_SERVING)
             return
         await self._inner(scope, receive, send)
 
 
-async def _refuse(send: Send, message: str) -> None:
+async def _refuse(send: Send, status: int, code: int, message: str) -> None:
     body = json.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED_CODE, "message": message}}
+        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"www-authenticate", b'Bearer realm="edge-worker"'),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="edge-worker"'))
+    else:
+        headers.append((b"retry-after", b"5"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
