@@ -27,6 +27,8 @@ from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.linear.client import LinearClient
+from edge_worker.mcp.backend import Backend as McpBackend
+from edge_worker.mcp.http import McpEndpoint
 from edge_worker.metrics import observe_intake, observe_rate_limit, refresh_gauges
 from edge_worker.orchestration.answers import FirstAnswers
 from edge_worker.orchestration.attachment_steps import ATTACHMENTS_DIR, sweep_attachments
@@ -73,6 +75,8 @@ def build_app(settings: Settings) -> Starlette:
         return await asyncio.to_thread(query)
 
     intake_handler: WebhookIntake | None = None
+    mcp_endpoint = McpEndpoint.configured(settings)  # None: no token, no /mcp
+    mcp_stack = contextlib.AsyncExitStack()
 
     async def webhook(request: Request) -> Response:
         assert intake_handler is not None
@@ -174,6 +178,9 @@ def build_app(settings: Settings) -> Starlette:
         )
         state.dispatcher.start()
         state.dispatcher.wake.set()  # pick up anything committed before a crash
+        if mcp_endpoint is not None:
+            backend = McpBackend(settings, engine, adapters.linear, wake=state.dispatcher.wake.set)
+            await mcp_stack.enter_async_context(mcp_endpoint.serving(backend))
         state.tasks.append(
             asyncio.create_task(
                 run_daily_summaries(settings.budget.timezone), name="daily-cost-summary"
@@ -192,6 +199,7 @@ def build_app(settings: Settings) -> Starlette:
             yield
         finally:
             state.draining = True
+            await mcp_stack.aclose()
             for task in state.tasks:
                 task.cancel()
             await asyncio.gather(*state.tasks, return_exceptions=True)
@@ -218,6 +226,7 @@ def build_app(settings: Settings) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/admin/recover", recover, methods=["POST"]),
             *console_routes(settings, lambda: state.engine),
+            *(mcp_endpoint.routes() if mcp_endpoint is not None else []),
         ],
         lifespan=lifespan,
     )

@@ -55,13 +55,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edge_worker.app import build_app
     from edge_worker.console.access import ConsoleConfigError, load_tokens
     from edge_worker.logging import configure_logging
+    from edge_worker.mcp.config import McpConfigError
     from edge_worker.server import DrainingServer
 
     settings = _settings_or_exit(for_serve=True)
     _writable_state_dir_or_exit(settings)
     try:
         load_tokens(settings.console)  # the console's tokens, checked before anything starts
-    except ConsoleConfigError as exc:
+        settings.mcp.bearer_token()  # and the MCP endpoint's
+    except (ConsoleConfigError, McpConfigError) as exc:
         print(f"edge-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
@@ -128,6 +130,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return run_status_command(
         _settings_or_exit(), as_json=args.json, out=sys.stdout, err=sys.stderr
     )
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve edge-worker's MCP tools on stdio (for a client that spawns the command)."""
+    from edge_worker.mcp.stdio import run_stdio
+
+    return run_stdio(_settings_or_exit())
 
 
 def cmd_reinstate(args: argparse.Namespace) -> int:
@@ -207,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="issues in progress and recently finished")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=cmd_status)
+
+    mcp = sub.add_parser("mcp", help="serve the MCP tools on stdio (delegate from an MCP client)")
+    mcp.set_defaults(func=cmd_mcp)
 
     reinstate = sub.add_parser(
         "reinstate", help="after reinstalling the Linear app: take work again, refused work too"

@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge_worker.mcp.config import McpSettings
+
 ENV_PREFIX = "EDGE_WORKER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -260,6 +262,7 @@ class Settings(BaseSettings):
     worktrees: WorktreeSettings = WorktreeSettings()
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    mcp: McpSettings = McpSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

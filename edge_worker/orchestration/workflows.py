@@ -1028,9 +1028,10 @@ async def _orchestrate(o: _Orchestration) -> str:
 
     # Route to a repository; without one, ask and wait for a reply naming it.
     issue = o.snapshot["issue"]
+    asked = o.trigger.get("repository")  # named by an MCP caller, checked when it asked
     route = route_repository(
         o.settings.repositories,
-        description=issue.get("description"),
+        description=f"[repo={asked}]" if asked else issue.get("description"),
         labels=issue.get("labels", []),
         team_key=issue["team"]["key"],
     )
@@ -1206,7 +1207,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         resume_from = None
         remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
         choice = choose_executor(
-            o.settings.strategy,
+            o.trigger.get("strategy") or o.settings.strategy,
             subtask,
             available=_available(o),
             remaining_budget_usd=remaining,
