@@ -118,6 +118,21 @@ class CodexSettings(BaseModel):
     _split = field_validator("pass_env", mode="before")(_split_commas)
 
 
+class GeminiSettings(BaseModel):
+    """Local Gemini CLI."""
+
+    binary: str = "gemini"
+    model: str | None = None
+    max_turns: int | None = Field(None, ge=1)
+    approval_mode: Literal["default", "auto_edit", "yolo", "plan"] = "yolo"
+    allowed_tools: CommaList = []
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(1800.0, gt=0)
+    kill_grace_seconds: float = Field(5.0, ge=0)
+
+    _split = field_validator("allowed_tools", "pass_env", mode="before")(_split_commas)
+
+
 class AnthropicSettings(BaseModel):
     """Messages API used by the ``anthropic`` planner backend."""
 
@@ -255,6 +270,7 @@ class Settings(BaseSettings):
     codegen: CodegenSettings = CodegenSettings()
     claude: ClaudeSettings = ClaudeSettings()
     codex: CodexSettings = CodexSettings()
+    gemini: GeminiSettings = GeminiSettings()
     anthropic: AnthropicSettings = AnthropicSettings()
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()

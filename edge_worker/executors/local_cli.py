@@ -152,6 +152,11 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         """What a run continuing ``previous``'s session keeps in its handle's ``extra``."""
         return {}
 
+    async def run_env(self, task: Task, workdir: Path, run_id: str) -> dict[str, str]:
+        """Variables the daemon sets on purpose for one run (files it wrote for the CLI,
+        outside the worktree); added to the scrubbed environment."""
+        return {}
+
     # --- the protocol -------------------------------------------------------------------
 
     async def start(self, task: Task) -> RunHandle:
@@ -284,15 +289,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         spec = ProcessSpec(
             argv=argv,
             cwd=workdir,
-            env=scrubbed_env(self.pass_env),
+            env=scrubbed_env(self.pass_env, extra=await self.run_env(task, workdir, run_id)),
             timeout_seconds=min(self.timeout_seconds, task.limits.wall_clock_seconds),
             kill_grace_seconds=self.kill_grace_seconds,
             run_id=run_id,
         )
         try:
             process = await SupervisedProcess.spawn(spec)
-        except (FileNotFoundError, PermissionError) as exc:
-            raise ExecutorUnavailable(f"{self.name} unavailable: {exc}") from exc
+        except OSError as exc:
+            log.warning("local_cli.spawn_failed", executor=self.name, error=str(exc))
+            raise ExecutorUnavailable(spawn_failure_reason(self.name, exc)) from exc
         handle = RunHandle(
             executor=self.name,
             run_id=run_id,
@@ -394,6 +400,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
                 "session_id": result.session_id or handle.session_id,
             }
         )
+
+
+CLI_NOT_FOUND = "{name} unavailable: its CLI is not installed on this host"
+CLI_NOT_RUNNABLE = "{name} unavailable: its CLI cannot be started on this host"
+
+
+def spawn_failure_reason(name: str, error: OSError) -> str:
+    """Why ``name``'s CLI could not be spawned, in words fit for the report (no paths)."""
+    template = CLI_NOT_FOUND if isinstance(error, FileNotFoundError) else CLI_NOT_RUNNABLE
+    return template.format(name=name)
 
 
 def _ending(outcome: ProcessOutcome) -> Ending:

@@ -75,13 +75,14 @@ POLL_SECONDS = 30.0
 PROGRESS_UPDATE_SECONDS = 60.0
 REPOSITORY_WAIT_SECONDS = 24 * 3600.0
 BUDGET_WAIT_SECONDS = 24 * 3600.0
-LOCAL_EXECUTORS = ("claude-code", "codex")
+LOCAL_EXECUTORS = ("claude-code", "codex", "gemini")
 INTERRUPTED_CONTINUES = 2
 """How many times a local run cut short by a restart is continued in the same session."""
 ESTIMATES = {
     "codegen": ExecutorEstimate(expected_usd=None, success_rate=0.8),
     "claude-code": ExecutorEstimate(expected_usd=1.0, success_rate=0.8),
     "codex": ExecutorEstimate(expected_usd=0.5, success_rate=0.7),
+    "gemini": ExecutorEstimate(expected_usd=0.6, success_rate=0.7),
 }
 DAY_WARNING_WORKFLOW = "budget-day-warning-{day}"
 STATUS_WORDS = {

@@ -1,0 +1,126 @@
+"""The Gemini CLI, run locally in the sub-task's worktree (executor name ``gemini``).
+
+Contract: runs ``<binary> --output-format stream-json --approval-mode <mode> [--model M]
+[--allowed-tools a,b] [--resume <session id>] --prompt=PROMPT`` in the worktree (headless:
+``--prompt``; the ``=`` form so a prompt starting with ``-`` is never an option). Gemini
+has no system-prompt option, so the role prompt precedes the task prompt on a first run.
+
+Per-run settings: the CLI reads a settings file named by ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``
+(system settings override user and workspace ones). The executor writes one per run in the
+worktree's private git directory (never in the worktree): ``model.maxSessionTurns`` (the
+task's turn limit, else the configured one). ``GEMINI_CLI_TRUST_WORKSPACE=true`` trusts the
+worktree (headless runs refuse an untrusted folder).
+
+Money: the CLI reports tokens per model for this invocation (also after ``--resume``),
+no money. Each model's tokens are priced with ``pricer(model, usage)`` (cache reads taken
+out of ``input_tokens``, the pricer's convention) and summed; a model without a price, or
+a run that reported no tokens, leaves the run unpriced (``None``), never $0. Everything
+else is :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_worker.costs.prices import usage_without_cache_reads
+from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
+from edge_worker.executors.gemini_stream import GeminiStreamParser, gemini_run_result
+from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.executors.stream_types import Ending, StreamParser
+from edge_worker.executors.task_prompt import with_role
+from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.settings import GeminiSettings
+
+Pricer = Callable[[str | None, Usage], float | None]
+"""``pricer(model, usage)`` -> USD, or None when the model has no price."""
+
+SETTINGS_PATH_ENV = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"
+TRUST_ENV = "GEMINI_CLI_TRUST_WORKSPACE"
+SETTINGS_DIR = "edge-worker-gemini"
+
+
+def gemini_argv(
+    settings: GeminiSettings, *, prompt: str, resume_session: str | None = None
+) -> list[str]:
+    """The Gemini CLI command line (pure)."""
+    argv = [settings.binary, "--output-format", "stream-json"]
+    argv += ["--approval-mode", settings.approval_mode]
+    if settings.model:
+        argv += ["--model", settings.model]
+    if settings.allowed_tools:
+        argv += ["--allowed-tools", ",".join(settings.allowed_tools)]
+    if resume_session:
+        argv += ["--resume", resume_session]
+    return [*argv, f"--prompt={prompt}"]
+
+
+def gemini_run_settings(
+    settings: GeminiSettings, task: Task, *, mcp_servers: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The per-run system settings file's content (pure)."""
+    content: dict[str, Any] = {}
+    max_turns = task.limits.max_turns or settings.max_turns
+    if max_turns:
+        content["model"] = {"maxSessionTurns": max_turns}
+    if mcp_servers:
+        content["mcpServers"] = dict(mcp_servers)
+    return content
+
+
+def price_by_model(pricer: Pricer, usage_by_model: Mapping[str, Usage]) -> float | None:
+    """The run's cost: each model's tokens priced and summed; None if any is unpriced."""
+    if not usage_by_model:
+        return None
+    total = 0.0
+    for model, usage in usage_by_model.items():
+        cost = pricer(model or None, usage_without_cache_reads(usage))
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
+    """The Gemini CLI behind the executor protocol."""
+
+    name = "gemini"
+
+    def __init__(
+        self,
+        settings: GeminiSettings,
+        worktrees: WorktreeManager,
+        *,
+        pricer: Pricer,
+        verification_timeout_seconds: float = 600.0,
+    ) -> None:
+        super().__init__(
+            settings, worktrees, verification_timeout_seconds=verification_timeout_seconds
+        )
+        self.pricer = pricer
+
+    def build_argv(
+        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+    ) -> list[str]:
+        if resume_session is None:
+            prompt = with_role(task.role_prompt, prompt)
+        return gemini_argv(self.settings, prompt=prompt, resume_session=resume_session)
+
+    async def run_env(self, task: Task, workdir: Path, run_id: str) -> dict[str, str]:
+        directory = await self.worktrees.private_dir(workdir) / SETTINGS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{run_id}.json"
+        path.write_text(json.dumps(gemini_run_settings(self.settings, task)), encoding="utf-8")
+        return {SETTINGS_PATH_ENV: str(path), TRUST_ENV: "true"}
+
+    def new_parser(self) -> StreamParser:
+        return GeminiStreamParser()
+
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
+        assert isinstance(parser, GeminiStreamParser)
+        models = [name for name in parser.usage_by_model if name]
+        model = self.settings.model or parser.model or (models[0] if models else None)
+        cost = price_by_model(self.pricer, parser.usage_by_model)
+        return gemini_run_result(parser, ending, model=model, cost_usd=cost)
