@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge_worker.agent_config import AgentLayer, AgentPolicy
+
 ENV_PREFIX = "EDGE_WORKER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,6 +207,8 @@ class Repository(BaseModel):
     """``owner/name`` on the Git host, for Linear's repository suggestions (which rank the
     choices when the daemon asks which repository an issue is about)."""
     hostname: str = "github.com"
+    agents: AgentLayer = AgentLayer()
+    """This repository's agent configuration (over ``[agents]``)."""
 
 
 class AttachmentSettings(BaseModel):
@@ -271,6 +275,7 @@ class Settings(BaseSettings):
     claude: ClaudeSettings = ClaudeSettings()
     codex: CodexSettings = CodexSettings()
     gemini: GeminiSettings = GeminiSettings()
+    agents: AgentPolicy = AgentPolicy()
     anthropic: AnthropicSettings = AnthropicSettings()
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()

@@ -8,8 +8,10 @@ has no system-prompt option, so the role prompt precedes the task prompt on a fi
 Per-run settings: the CLI reads a settings file named by ``GEMINI_CLI_SYSTEM_SETTINGS_PATH``
 (system settings override user and workspace ones). The executor writes one per run in the
 worktree's private git directory (never in the worktree): ``model.maxSessionTurns`` (the
-task's turn limit, else the configured one). ``GEMINI_CLI_TRUST_WORKSPACE=true`` trusts the
-worktree (headless runs refuse an untrusted folder).
+task's turn limit, else the configured one) and ``mcpServers`` (the task profile's, see
+:mod:`edge_worker.executors.agent_files`). The profile also overrides ``--model``,
+``--allowed-tools`` and ``--approval-mode`` (its ``permission_mode``).
+``GEMINI_CLI_TRUST_WORKSPACE=true`` trusts the worktree (headless runs refuse an untrusted folder).
 
 Money: the CLI reports tokens per model for this invocation (also after ``--resume``),
 no money. Each model's tokens are priced with ``pricer(model, usage)`` (cache reads taken
@@ -26,9 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from edge_worker.costs.prices import usage_without_cache_reads
+from edge_worker.executors.agent_files import (
+    gemini_mcp_servers,
+    mcp_servers_for,
+    with_profile,
+    write_private,
+)
 from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
 from edge_worker.executors.gemini_stream import GeminiStreamParser, gemini_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
 from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import with_role
 from edge_worker.executors.worktrees import WorktreeManager
@@ -102,18 +110,25 @@ class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
         self.pricer = pricer
 
     def build_argv(
-        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        *,
+        workdir: Path,
+        prompt: str,
+        resume_session: str | None,
+        prepared: Prepared | None = None,
     ) -> list[str]:
         if resume_session is None:
             prompt = with_role(task.role_prompt, prompt)
-        return gemini_argv(self.settings, prompt=prompt, resume_session=resume_session)
+        settings = with_profile(self.settings, task.agent, permission_field="approval_mode")
+        return gemini_argv(settings, prompt=prompt, resume_session=resume_session)
 
-    async def run_env(self, task: Task, workdir: Path, run_id: str) -> dict[str, str]:
+    async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
+        servers = gemini_mcp_servers(mcp_servers_for(task.agent, workdir))
+        content = gemini_run_settings(self.settings, task, mcp_servers=servers)
         directory = await self.worktrees.private_dir(workdir) / SETTINGS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{run_id}.json"
-        path.write_text(json.dumps(gemini_run_settings(self.settings, task)), encoding="utf-8")
-        return {SETTINGS_PATH_ENV: str(path), TRUST_ENV: "true"}
+        path = write_private(directory / f"{run_id}.json", json.dumps(content, indent=1))
+        return Prepared(env={SETTINGS_PATH_ENV: str(path), TRUST_ENV: "true"})
 
     def new_parser(self) -> StreamParser:
         return GeminiStreamParser()
@@ -121,6 +136,7 @@ class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, GeminiStreamParser)
         models = [name for name in parser.usage_by_model if name]
-        model = self.settings.model or parser.model or (models[0] if models else None)
+        configured = str(handle.extra.get("model") or "") or self.settings.model
+        model = configured or parser.model or (models[0] if models else None)
         cost = price_by_model(self.pricer, parser.usage_by_model)
         return gemini_run_result(parser, ending, model=model, cost_usd=cost)
