@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 EXECUTOR_NAMES = ("claude-code", "codex", "gemini", "codegen")
 EXECUTOR_ALIASES = {"claude": "claude-code", "claude-code": "claude-code", "codex": "codex"}
 EXECUTOR_ALIASES |= {"gemini": "gemini", "codegen": "codegen"}
-_TAG = re.compile(r"\[(agent|model)\s*=\s*([^\]\s]+)\s*\]", re.IGNORECASE)
+_TAG = re.compile(r"\[\s*(agent|model)\s*=\s*([^\]\s]+)\s*\]", re.IGNORECASE)
 
 UNKNOWN_AGENT = (
     "This issue asks for agent `{name}` ({source}), which does not exist here; "

@@ -43,7 +43,7 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration import agent_choice, edits, steps, texts
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
@@ -1049,6 +1049,9 @@ async def _orchestrate(o: _Orchestration) -> str:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
     if route.repository is not None:
         o.trigger["_repository"] = route.repository.model_dump(mode="json")
+    no_agent = agent_choice.refusal(o.settings, o.trigger.get("_repository"), o.snapshot["issue"])
+    if no_agent is not None:  # the issue chose an agent it cannot have: say so, run nothing
+        return await _finish(o, "failed", no_agent)
 
     fetched = await fetch_attachments_step(o.issue_id, o.snapshot["issue"])
     o.trigger["_attachments"] = fetched["attachments"]
@@ -1186,13 +1189,15 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     if not decision.may_dispatch:
         return decision.reason or "budget reached"
     record = o.progress.tasks[subtask.key]
+    repo = o.trigger.get("_repository") or {}
+    agent = agent_choice.profile_for(o.settings, repo, o.snapshot["issue"], subtask.role)
     resume_from = record.resume_from
     if resume_from is not None and resume_from.get("executor") in _available(o):
         executor = str(resume_from["executor"])  # the session that did the work goes on
     else:
         resume_from = None
         remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
-        choice = choose_executor(
+        choice = agent_choice.forced_choice(agent, _available(o), o.unavailable) or choose_executor(
             o.settings.strategy,
             subtask,
             available=_available(o),
@@ -1211,7 +1216,6 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     n = o.dispatches.get(subtask.key, 0) + 1
     o.dispatches[subtask.key] = n
     child_id = f"{o.workflow_id}-{subtask.key}-{n}"
-    repo = o.trigger.get("_repository") or {}
     role_prompt = await steps.role_prompt_step(subtask.role)
     ancestors = [o.progress.tasks[d.key] for d in dependencies_of(o.progress.plan, subtask.key)]
     task = Task(
@@ -1256,6 +1260,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
             max_usd=float(o.limits.per_task) if o.limits.per_task is not None else None,
         ),
         attempt=n,
+        agent=agent,
     )
     spec = {
         "parent": o.workflow_id,
