@@ -127,6 +127,9 @@ class GeminiSettings(BaseModel):
     model: str | None = None
     max_turns: int | None = Field(None, ge=1)
     approval_mode: Literal["default", "auto_edit", "yolo", "plan"] = "yolo"
+    auth_type: str | None = None
+    """``security.auth.selectedType`` in the per-run settings (e.g. ``gemini-api-key``);
+    unset: the CLI's own choice from its environment and settings."""
     allowed_tools: CommaList = []
     pass_env: CommaList = []
     timeout_seconds: float = Field(1800.0, gt=0)

@@ -11,7 +11,10 @@ worktree's private git directory (never in the worktree): ``model.maxSessionTurn
 task's turn limit, else the configured one) and ``mcpServers`` (the task profile's, see
 :mod:`edge_worker.executors.agent_files`). The profile also overrides ``--model``,
 ``--allowed-tools`` and ``--approval-mode`` (its ``permission_mode``).
-``GEMINI_CLI_TRUST_WORKSPACE=true`` trusts the worktree (headless runs refuse an untrusted folder).
+The real CLI (0.61.0) skips that file when a directory above it is writable by group
+or others (a warning is logged then): keep the worktrees root out of such directories.
+``GEMINI_CLI_TRUST_WORKSPACE=true`` trusts the worktree (headless runs refuse an untrusted
+folder). ``auth_type`` goes in as ``security.auth.selectedType``.
 
 Money: the CLI reports tokens per model for this invocation (also after ``--resume``),
 no money. Each model's tokens are priced with ``pricer(model, usage)`` (cache reads taken
@@ -23,9 +26,12 @@ else is :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from edge_worker.costs.prices import usage_without_cache_reads
 from edge_worker.executors.agent_files import (
@@ -41,6 +47,8 @@ from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import with_role
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.settings import GeminiSettings
+
+log = structlog.get_logger(__name__)
 
 Pricer = Callable[[str | None, Usage], float | None]
 """``pricer(model, usage)`` -> USD, or None when the model has no price."""
@@ -75,6 +83,8 @@ def gemini_run_settings(
         content["model"] = {"maxSessionTurns": max_turns}
     if mcp_servers:
         content["mcpServers"] = dict(mcp_servers)
+    if settings.auth_type:
+        content["security"] = {"auth": {"selectedType": settings.auth_type}}
     return content
 
 
@@ -89,6 +99,19 @@ def price_by_model(pricer: Pricer, usage_by_model: Mapping[str, Usage]) -> float
             return None
         total += cost
     return total
+
+
+def insecure_ancestor(path: Path) -> Path | None:
+    """The first directory above ``path`` writable by group or others (the real CLI then
+    skips the settings file), or None."""
+    for directory in path.resolve().parents:
+        try:
+            mode = directory.stat().st_mode
+        except OSError:
+            return directory
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return directory
+    return None
 
 
 class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
@@ -128,6 +151,14 @@ class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
         content = gemini_run_settings(self.settings, task, mcp_servers=servers)
         directory = await self.worktrees.private_dir(workdir) / SETTINGS_DIR
         path = write_private(directory / f"{run_id}.json", json.dumps(content, indent=1))
+        insecure = insecure_ancestor(path)
+        if insecure is not None:
+            log.warning(
+                "gemini.settings_file_ignored",
+                reason="the CLI skips a system settings file under a group- or "
+                "world-writable directory: turn limit and MCP servers are not applied",
+                directory=str(insecure),
+            )
         return Prepared(env={SETTINGS_PATH_ENV: str(path), TRUST_ENV: "true"})
 
     def new_parser(self) -> StreamParser:
