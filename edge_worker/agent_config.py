@@ -113,9 +113,20 @@ class AgentProfile(BaseModel):
 
 
 class AgentLayer(AgentProfile):
-    """A layer that also maps Linear labels to layers of their own."""
+    """A layer that also maps Linear labels to layers of their own (configuration: an
+    executor name it uses must exist, checked when the configuration loads)."""
 
     labels: dict[str, AgentProfile] = {}
+
+    @model_validator(mode="after")
+    def _known_executors(self) -> AgentLayer:
+        for layer in [self, *self.labels.values()]:
+            for name in [layer.executor, *(role.executor for role in layer.roles.values())]:
+                if name and name.lower() not in EXECUTOR_ALIASES:
+                    raise ValueError(
+                        f"unknown executor {name!r}; expected one of {', '.join(EXECUTOR_NAMES)}"
+                    )
+        return self
 
 
 class AgentPolicy(AgentLayer):

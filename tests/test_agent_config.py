@@ -129,3 +129,10 @@ def test_a_chosen_executor_runs_or_fails_with_why_never_another() -> None:
     assert "gemini" in missing.reason and "not installed" in missing.reason
     assert forced_choice(AgentProfile(model="x"), ["codex"], {}) is None
     assert forced_choice(None, ["codex"], {}) is None
+
+
+def test_a_configured_executor_must_exist_when_the_configuration_loads() -> None:
+    with pytest.raises(ValidationError, match="unknown executor 'gemni'"):
+        AgentPolicy(labels={"x": AgentProfile(executor="gemni")})
+    with pytest.raises(ValidationError, match="unknown executor"):
+        Repository(id="app", agents={"roles": {"reviewer": {"executor": "copilot"}}})

@@ -241,3 +241,17 @@ async def test_an_unreadable_prompt_template_is_a_clear_unavailability(
     task = make_task(repo, agent=AgentProfile(prompt_template=str(tmp_path / "missing.md")))
     with pytest.raises(ExecutorUnavailable, match="prompt template cannot be read"):
         await executor.start(task)
+
+
+async def test_a_permission_mode_the_cli_does_not_know_is_a_clear_unavailability(
+    fakes: FakeAgents, worktrees: WorktreeManager, repo: Path
+) -> None:
+    executor = GeminiExecutor(
+        GeminiSettings(binary=str(fakes.gemini), **COMMON), worktrees, pricer=no_price
+    )
+    task = make_task(repo, agent=AgentProfile(permission_mode="acceptEdits"))
+    with pytest.raises(ExecutorUnavailable) as raised:
+        await executor.start(task)
+    assert raised.value.reason == (
+        "the agent configuration's permission_mode does not suit this CLI"
+    )

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from edge_worker.agent_config import AgentProfile, McpServer
+from edge_worker.executors.base import ExecutorUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -135,9 +136,21 @@ def with_profile(
     if permission_field:
         wanted[permission_field] = profile.permission_mode
     update = {k: v for k, v in wanted.items() if v is not None and k in fields}
-    return (
-        type(settings).model_validate({**settings.model_dump(), **update}) if update else settings
-    )
+    if not update:
+        return settings
+    try:
+        return type(settings).model_validate({**settings.model_dump(), **update})
+    except ValidationError as exc:
+        fields_named = _fields_of(exc).replace(permission_field or "\0", "permission_mode")
+        raise ExecutorUnavailable(UNSUITABLE_PROFILE.format(fields=fields_named)) from exc
+
+
+UNSUITABLE_PROFILE = "the agent configuration's {fields} does not suit this CLI"
+
+
+def _fields_of(error: ValidationError) -> str:
+    names = [str(item["loc"][0]) for item in error.errors() if item.get("loc")]
+    return ", ".join(dict.fromkeys(names)) or "settings"
 
 
 def write_private(path: Path, text: str) -> Path:
