@@ -51,3 +51,19 @@ def test_an_unknown_agent_gets_a_reply_and_nothing_runs(tmp_path: Path) -> None:
             identifier = world.linear.store.find_issue(issue_id).identifier
             for key in ("add-function", "multiply-function"):
                 assert e2e.agent_calls(identifier, key) == []
+
+
+def test_a_chosen_agent_whose_cli_is_missing_fails_at_once_with_why(tmp_path: Path) -> None:
+    with SandboxWorld(tmp_path / "world", plan=two_subtasks()) as world:
+        issue_id = world.new_issue(description=DEMO_ISSUE_DESCRIPTION + "\n[agent=gemini]")
+        missing = str(tmp_path / "not-installed" / "gemini")
+        with running(world, tmp_path / "state", EDGE_WORKER_GEMINI__BINARY=missing) as e2e:
+            e2e.assign(issue_id)
+            assert e2e.wait_end(issue_id) == "failed", e2e.log()[-4000:]
+            report = e2e.report(issue_id)
+            assert "chooses gemini, which cannot run here" in report
+            assert "not installed on this host" in report
+            assert missing not in report  # no paths on Linear
+            identifier = world.linear.store.find_issue(issue_id).identifier
+            for key in ("add-function", "multiply-function"):
+                assert e2e.agent_calls(identifier, key) == []  # no other agent stood in
