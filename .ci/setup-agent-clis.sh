@@ -8,6 +8,7 @@ set -euo pipefail
 
 CODEX_PACKAGE="@openai/codex@0.169.0"
 CLAUDE_CODE_PACKAGE="@anthropic-ai/claude-code@2.1.332"
+GEMINI_PACKAGE="@google/gemini-cli@0.61.0"
 
 cache="${EDGE_WORKER_NPM_CACHE:-/var/cache/edge-worker/npm}"
 if [[ -z "${EDGE_WORKER_NPM_CACHE:-}" ]] && ! mkdir -p "$cache" 2>/dev/null; then
@@ -32,3 +33,4 @@ install() {  # install <name> <package@version> <bin name>
 
 install codex "$CODEX_PACKAGE" codex
 install claude-code "$CLAUDE_CODE_PACKAGE" claude
+install gemini "$GEMINI_PACKAGE" gemini

@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge_worker.agent_config import AgentLayer, AgentPolicy
 from edge_worker.mcp.config import McpSettings
 
 ENV_PREFIX = "EDGE_WORKER_"
@@ -120,6 +121,24 @@ class CodexSettings(BaseModel):
     _split = field_validator("pass_env", mode="before")(_split_commas)
 
 
+class GeminiSettings(BaseModel):
+    """Local Gemini CLI."""
+
+    binary: str = "gemini"
+    model: str | None = None
+    max_turns: int | None = Field(None, ge=1)
+    approval_mode: Literal["default", "auto_edit", "yolo", "plan"] = "yolo"
+    auth_type: str | None = None
+    """``security.auth.selectedType`` in the per-run settings (e.g. ``gemini-api-key``);
+    unset: the CLI's own choice from its environment and settings."""
+    allowed_tools: CommaList = []
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(1800.0, gt=0)
+    kill_grace_seconds: float = Field(5.0, ge=0)
+
+    _split = field_validator("allowed_tools", "pass_env", mode="before")(_split_commas)
+
+
 class AnthropicSettings(BaseModel):
     """Messages API used by the ``anthropic`` planner backend."""
 
@@ -192,6 +211,8 @@ class Repository(BaseModel):
     """``owner/name`` on the Git host, for Linear's repository suggestions (which rank the
     choices when the daemon asks which repository an issue is about)."""
     hostname: str = "github.com"
+    agents: AgentLayer = AgentLayer()
+    """This repository's agent configuration (over ``[agents]``)."""
 
 
 class AttachmentSettings(BaseModel):
@@ -257,6 +278,8 @@ class Settings(BaseSettings):
     codegen: CodegenSettings = CodegenSettings()
     claude: ClaudeSettings = ClaudeSettings()
     codex: CodexSettings = CodexSettings()
+    gemini: GeminiSettings = GeminiSettings()
+    agents: AgentPolicy = AgentPolicy()
     anthropic: AnthropicSettings = AnthropicSettings()
     budget: BudgetSettings = BudgetSettings()
     worktrees: WorktreeSettings = WorktreeSettings()

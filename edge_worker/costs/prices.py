@@ -56,6 +56,14 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "gpt-5-nano": Price(input=0.05, cached_input=0.005, output=0.40, cache_write_input=0.05),
     "o4-mini": Price(input=1.10, cached_input=0.275, output=4.40, cache_write_input=1.10),
     "codex-mini-latest": Price(input=1.50, cached_input=0.375, output=6.0, cache_write_input=1.50),
+    # Google list prices (prompts up to 200k tokens) for the models the Gemini CLI runs;
+    # implicit caching has no write charge, so a cache write is billed as input.
+    "gemini-3-pro-preview": Price(input=2.0, cached_input=0.20, output=12.0, cache_write_input=2.0),
+    "gemini-2.5-pro": Price(input=1.25, cached_input=0.125, output=10.0, cache_write_input=1.25),
+    "gemini-2.5-flash": Price(input=0.30, cached_input=0.03, output=2.50, cache_write_input=0.30),
+    "gemini-2.5-flash-lite": Price(
+        input=0.10, cached_input=0.01, output=0.40, cache_write_input=0.10
+    ),
 }
 
 _SNAPSHOT_SUFFIX = re.compile(r"(?:-\d{8}|-\d{4}-\d{2}-\d{2}|@\d{8})$")

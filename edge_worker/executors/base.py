@@ -25,6 +25,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from edge_worker.agent_config import AgentProfile
+
 Role = Literal["builder", "debugger", "scoper", "reviewer"]
 
 
@@ -93,6 +95,8 @@ class Task(BaseModel):
     """Files of the issue; local executors put them in the worktree (see task_prompt)."""
     limits: TaskLimits = TaskLimits()
     attempt: int = 1
+    agent: AgentProfile | None = None
+    """The issue's agent configuration (model, tools, MCP servers...) for local CLIs."""
 
 
 class RunHandle(BaseModel):

@@ -4,19 +4,28 @@ Contract: runs ``<binary> -p PROMPT --output-format stream-json --verbose`` with
 ``--permission-mode`` (default ``acceptEdits``), ``--model``, ``--max-turns`` (the task's
 limit, else the configured one), ``--max-budget-usd`` (the task's ``limits.max_usd``),
 ``--allowedTools`` / ``--disallowedTools`` (comma-joined) and ``--append-system-prompt``
-(the role prompt), in the worktree; ``--resume <session id>`` for feedback. The result is
-parsed by :mod:`edge_worker.executors.claude_stream`; the cost is ``total_cost_usd`` as the
-CLI reported it. Everything else (worktree, supervision, transcript, verification, cancel)
-is :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
+(the role prompt), in the worktree; ``--resume <session id>`` for feedback. The task's
+agent profile overrides model, tools and permission mode; its MCP servers go in a
+``--mcp-config`` file (with ``--strict-mcp-config``) in the worktree's private git dir.
+The result is parsed by :mod:`edge_worker.executors.claude_stream`; the cost is
+``total_cost_usd`` as the CLI reported it. Everything else (worktree, supervision,
+transcript, verification, cancel) is :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from edge_worker.executors.agent_files import (
+    claude_mcp_config,
+    mcp_servers_for,
+    with_profile,
+    write_private,
+)
 from edge_worker.executors.base import RunHandle, RunResult, Task
 from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
 from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import as_positional
 from edge_worker.settings import ClaudeSettings
@@ -55,22 +64,45 @@ def claude_argv(
     return argv
 
 
+MCP_DIR = "edge-worker-mcp"
+"""Under the worktree's private git directory: each run's ``--mcp-config`` file."""
+
+
 class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
     """The Claude Code CLI behind the executor protocol."""
 
     name = "claude-code"
 
     def build_argv(
-        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        *,
+        workdir: Path,
+        prompt: str,
+        resume_session: str | None,
+        prepared: Prepared | None = None,
     ) -> list[str]:
-        return claude_argv(self.settings, task, prompt=prompt, resume_session=resume_session)
+        settings = with_profile(self.settings, task.agent, permission_field="permission_mode")
+        argv = claude_argv(settings, task, prompt=prompt, resume_session=resume_session)
+        return argv + (prepared.argv if prepared else [])
 
-    def new_parser(self) -> StreamParser:
-        return ClaudeStreamParser()
+    async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
+        servers = mcp_servers_for(task.agent, workdir)
+        if not servers:
+            return Prepared()
+        directory = await self.worktrees.private_dir(workdir) / MCP_DIR
+        path = write_private(
+            directory / f"{run_id}.json", json.dumps(claude_mcp_config(servers), indent=1)
+        )
+        return Prepared(argv=["--mcp-config", str(path), "--strict-mcp-config"])
 
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, ClaudeStreamParser)
         result = claude_run_result(parser, ending)
-        if result.model is None and self.settings.model:
-            result = result.model_copy(update={"model": self.settings.model})
+        model = str(handle.extra.get("model") or "") or self.settings.model
+        if result.model is None and model:
+            result = result.model_copy(update={"model": model})
         return result
+
+    def new_parser(self) -> StreamParser:
+        return ClaudeStreamParser()

@@ -5,7 +5,9 @@ PROMPT``; feedback continues the thread with ``<binary> exec --json --sandbox
 workspace-write -C <worktree> [--model M] resume <thread id> PROMPT`` (exec's options go
 before its ``resume`` subcommand). Codex has no system-prompt option, so the role prompt
 precedes the task prompt. Images attached to the issue (placed in the worktree) go with the
-first prompt as ``--image=<paths>``.
+first prompt as ``--image=<paths>``. The task's agent profile overrides ``--model`` and
+``--sandbox`` (its ``permission_mode``); its MCP servers go in ``config.toml`` of a
+``CODEX_HOME`` in the worktree's private git dir (see :meth:`CodexExecutor.prepare`).
 
 Money: Codex reports tokens, not money, and (0.169.0) reports the *thread's* running total
 at the end of each invocation. A run's usage is that total minus the thread's total at the
@@ -20,6 +22,7 @@ pricer (or a run that never completed a turn) means unpriced, never $0. Everythi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,15 @@ from typing import Any
 import structlog
 
 from edge_worker.costs.prices import usage_without_cache_reads
+from edge_worker.executors.agent_files import (
+    codex_config_toml,
+    mcp_servers_for,
+    with_profile,
+    write_private,
+)
 from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
 from edge_worker.executors.codex_stream import CodexStreamParser, codex_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor
+from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
 from edge_worker.executors.session_usage import (
     UNKNOWN_BEFORE,
     Before,
@@ -45,6 +54,10 @@ from edge_worker.settings import CodexSettings
 
 log = structlog.get_logger(__name__)
 
+DEFAULT_SANDBOX = "workspace-write"
+CODEX_HOME_DIR = "edge-worker-codex-home"
+"""Under the worktree's private git directory: ``CODEX_HOME`` when MCP servers are given."""
+
 Pricer = Callable[[str | None, Usage], float | None]
 """``pricer(model, usage)`` -> USD, or None when the model has no price (``usage`` without
 the cache reads in ``input_tokens``, as :mod:`edge_worker.costs.prices` prices it)."""
@@ -57,11 +70,12 @@ def codex_argv(
     prompt: str,
     resume_session: str | None = None,
     images: Sequence[str] = (),
+    sandbox: str = DEFAULT_SANDBOX,
 ) -> list[str]:
     """The Codex command line (pure). ``images`` (paths) are attached to the prompt as
     image input, in the ``--image=a,b`` form so the variadic option cannot swallow the
     prompt."""
-    argv = [settings.binary, "exec", "--json", "--sandbox", "workspace-write", "-C", str(workdir)]
+    argv = [settings.binary, "exec", "--json", "--sandbox", sandbox, "-C", str(workdir)]
     if settings.model:
         argv += ["--model", settings.model]
     if images:
@@ -90,7 +104,13 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
         self.pricer = pricer
 
     def build_argv(
-        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        *,
+        workdir: Path,
+        prompt: str,
+        resume_session: str | None,
+        prepared: Prepared | None = None,
     ) -> list[str]:
         images: list[str] = []
         if resume_session is None:
@@ -101,13 +121,30 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
                 if (file.media_type or "").startswith("image/")
                 and (workdir / ATTACHMENTS_DIR / Path(file.name).name).is_file()
             ]
+        agent = task.agent
         return codex_argv(
-            self.settings,
+            with_profile(self.settings, agent),
             workdir=workdir,
             prompt=prompt,
             resume_session=resume_session,
             images=images,
+            sandbox=(agent.permission_mode if agent else None) or DEFAULT_SANDBOX,
         )
+
+    async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
+        """With MCP servers, a ``CODEX_HOME`` of the worktree's own (kept across its runs,
+        so ``exec resume`` finds the thread) whose ``config.toml`` names them; the daemon's
+        ``auth.json`` is linked, never copied."""
+        servers = mcp_servers_for(task.agent, workdir)
+        if not servers:
+            return Prepared()
+        home = await self.worktrees.private_dir(workdir) / CODEX_HOME_DIR
+        write_private(home / "config.toml", codex_config_toml(servers))
+        auth = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex") / "auth.json"
+        link = home / "auth.json"
+        if auth.is_file() and not link.exists():
+            link.symlink_to(auth)
+        return Prepared(env={"CODEX_HOME": str(home)})
 
     def new_parser(self) -> StreamParser:
         return CodexStreamParser()
@@ -115,6 +152,8 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, CodexStreamParser)
         model = self.settings.model
+        if handle.extra.get("model"):
+            model = str(handle.extra["model"])
         if parser.thread_usage is None:
             # Tokens are only known once a turn completed; before that the spend is unknown.
             return codex_run_result(parser, ending, model=model, usage=Usage(), cost_usd=None)

@@ -42,6 +42,7 @@ from typing import IO, Any, Generic, Protocol, TypeVar
 
 import structlog
 
+from edge_worker.executors.agent_files import env_names_for, mcp_servers_for
 from edge_worker.executors.attachments import place_attachments
 from edge_worker.executors.base import (
     ExecutorUnavailable,
@@ -72,6 +73,37 @@ TRANSCRIPTS_ARCHIVE = ".edge-worker-transcripts"
 """Under the worktrees root: transcripts of runs whose worktree was removed after success."""
 _PENDING_PROGRESS_LIMIT = 50
 INTERRUPTED_REASON = "interrupted: the daemon stopped while the run was in progress"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :meth:`LocalCliExecutor.prepare` wrote for a run: environment and options."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
+
+
+async def profiled(task: Task) -> Task:
+    """``task`` with its profile's prompt template (in place of the role prompt) and
+    appended instruction; ``ExecutorUnavailable`` when the template cannot be read."""
+    agent = task.agent
+    if agent is None or not (agent.prompt_template or agent.append_instruction):
+        return task
+    role_prompt = task.role_prompt
+    if agent.prompt_template:
+        try:
+            role_prompt = await asyncio.to_thread(
+                Path(agent.prompt_template).read_text, encoding="utf-8"
+            )
+        except OSError as exc:
+            log.warning("local_cli.prompt_template_unreadable", error=str(exc))
+            raise ExecutorUnavailable(PROMPT_TEMPLATE_UNREADABLE) from exc
+    if agent.append_instruction:
+        role_prompt = f"{role_prompt.rstrip()}\n\n{agent.append_instruction.strip()}"
+    return task.model_copy(update={"role_prompt": role_prompt})
+
+
+PROMPT_TEMPLATE_UNREADABLE = "the configured prompt template cannot be read on this host"
 
 
 @dataclass
@@ -136,9 +168,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
 
     @abc.abstractmethod
     def build_argv(
-        self, task: Task, *, workdir: Path, prompt: str, resume_session: str | None
+        self,
+        task: Task,
+        *,
+        workdir: Path,
+        prompt: str,
+        resume_session: str | None,
+        prepared: Prepared | None = None,
     ) -> list[str]:
-        """The command line for a first run (``resume_session`` None) or a resumed one."""
+        """The command line for a first run (``resume_session`` None) or a resumed one;
+        ``prepared.argv`` are options :meth:`prepare` asks for."""
 
     @abc.abstractmethod
     def new_parser(self) -> StreamParser:
@@ -151,6 +190,11 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
         """What a run continuing ``previous``'s session keeps in its handle's ``extra``."""
         return {}
+
+    async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
+        """Files a run needs beside its command line (MCP config, settings), written
+        outside the worktree; what to add to the CLI's environment and options."""
+        return Prepared()
 
     # --- the protocol -------------------------------------------------------------------
 
@@ -280,19 +324,27 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     ) -> RunHandle:
         run_id = uuid.uuid4().hex
         transcript_path = await self._transcript_path(workdir, run_id)
-        argv = self.build_argv(task, workdir=workdir, prompt=prompt, resume_session=resume_session)
+        task = await profiled(task)
+        prepared = await self.prepare(task, workdir, run_id)
+        argv = self.build_argv(
+            task, workdir=workdir, prompt=prompt, resume_session=resume_session, prepared=prepared
+        )
+        servers = mcp_servers_for(task.agent, workdir)
         spec = ProcessSpec(
             argv=argv,
             cwd=workdir,
-            env=scrubbed_env(self.pass_env),
+            env=scrubbed_env(
+                [*self.pass_env, *env_names_for(task.agent, servers)], extra=prepared.env
+            ),
             timeout_seconds=min(self.timeout_seconds, task.limits.wall_clock_seconds),
             kill_grace_seconds=self.kill_grace_seconds,
             run_id=run_id,
         )
         try:
             process = await SupervisedProcess.spawn(spec)
-        except (FileNotFoundError, PermissionError) as exc:
-            raise ExecutorUnavailable(f"{self.name} unavailable: {exc}") from exc
+        except OSError as exc:
+            log.warning("local_cli.spawn_failed", executor=self.name, error=str(exc))
+            raise ExecutorUnavailable(spawn_failure_reason(self.name, exc)) from exc
         handle = RunHandle(
             executor=self.name,
             run_id=run_id,
@@ -303,6 +355,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
             pgid=process.pgid,
             extra={
                 **(extra or {}),
+                **({"model": task.agent.model} if task.agent and task.agent.model else {}),
                 "transcript": str(transcript_path),
                 "resumed": resume_session is not None,
             },
@@ -394,6 +447,16 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
                 "session_id": result.session_id or handle.session_id,
             }
         )
+
+
+CLI_NOT_FOUND = "{name} unavailable: its CLI is not installed on this host"
+CLI_NOT_RUNNABLE = "{name} unavailable: its CLI cannot be started on this host"
+
+
+def spawn_failure_reason(name: str, error: OSError) -> str:
+    """Why ``name``'s CLI could not be spawned, in words fit for the report (no paths)."""
+    template = CLI_NOT_FOUND if isinstance(error, FileNotFoundError) else CLI_NOT_RUNNABLE
+    return template.format(name=name)
 
 
 def _ending(outcome: ProcessOutcome) -> Ending:

@@ -7,7 +7,7 @@ when the strategy wanted the cloud (Codegen) and a local executor runs the sub-t
 
 Strategies:
 
-- ``local-only``: a local CLI (Claude Code, then Codex).
+- ``local-only``: a local CLI (Claude Code, then Codex, then Gemini).
 - ``cloud-only``: Codegen.
 - ``hybrid-smart``: scopers, reviewers and small code tasks local; other code work cloud.
 - ``hybrid-parallel``: independent sub-tasks (no dependencies) to the cloud, where they all
@@ -34,7 +34,7 @@ from edge_worker.orchestration.plan import Subtask
 from edge_worker.settings import Strategy
 
 CLOUD_EXECUTOR = "codegen"
-LOCAL_PREFERENCE: tuple[str, ...] = ("claude-code", "codex")
+LOCAL_PREFERENCE: tuple[str, ...] = ("claude-code", "codex", "gemini")
 MIN_SUCCESS_RATE = 0.5
 DEFAULT_SUCCESS_RATE = 0.5
 SMALL_TASK_CHARS = 400

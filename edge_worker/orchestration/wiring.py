@@ -23,6 +23,7 @@ from edge_worker.executors.base import Executor, Usage
 from edge_worker.executors.claude_code import ClaudeCodeExecutor
 from edge_worker.executors.codegen import CodegenExecutor
 from edge_worker.executors.codex import CodexExecutor
+from edge_worker.executors.gemini import GeminiExecutor
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.linear.activities import ActivityCoalescer
 from edge_worker.linear.client import LinearClient
@@ -99,6 +100,7 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
     executors: dict[str, Executor] = {
         "claude-code": ClaudeCodeExecutor(settings.claude, worktrees),
         "codex": CodexExecutor(settings.codex, worktrees, pricer=pricer),
+        "gemini": GeminiExecutor(settings.gemini, worktrees, pricer=pricer),
     }
     if settings.codegen.org_id is not None and settings.codegen.api_token is not None:
         executors["codegen"] = CodegenExecutor(settings)

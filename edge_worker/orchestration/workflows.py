@@ -43,7 +43,7 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration import agent_choice, edits, steps, texts
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
@@ -75,13 +75,14 @@ POLL_SECONDS = 30.0
 PROGRESS_UPDATE_SECONDS = 60.0
 REPOSITORY_WAIT_SECONDS = 24 * 3600.0
 BUDGET_WAIT_SECONDS = 24 * 3600.0
-LOCAL_EXECUTORS = ("claude-code", "codex")
+LOCAL_EXECUTORS = ("claude-code", "codex", "gemini")
 INTERRUPTED_CONTINUES = 2
 """How many times a local run cut short by a restart is continued in the same session."""
 ESTIMATES = {
     "codegen": ExecutorEstimate(expected_usd=None, success_rate=0.8),
     "claude-code": ExecutorEstimate(expected_usd=1.0, success_rate=0.8),
     "codex": ExecutorEstimate(expected_usd=0.5, success_rate=0.7),
+    "gemini": ExecutorEstimate(expected_usd=0.6, success_rate=0.7),
 }
 DAY_WARNING_WORKFLOW = "budget-day-warning-{day}"
 STATUS_WORDS = {
@@ -1063,6 +1064,9 @@ async def _orchestrate(o: _Orchestration) -> str:
             return await _finish(o, "failed", texts.NO_REPOSITORY_GAVE_UP)
     if route.repository is not None:
         o.trigger["_repository"] = route.repository.model_dump(mode="json")
+    no_agent = agent_choice.refusal(o.settings, o.trigger.get("_repository"), o.snapshot["issue"])
+    if no_agent is not None:  # the issue chose an agent it cannot have: say so, run nothing
+        return await _finish(o, "failed", no_agent)
 
     fetched = await fetch_attachments_step(o.issue_id, o.snapshot["issue"])
     o.trigger["_attachments"] = fetched["attachments"]
@@ -1200,13 +1204,15 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     if not decision.may_dispatch:
         return decision.reason or "budget reached"
     record = o.progress.tasks[subtask.key]
+    repo = o.trigger.get("_repository") or {}
+    agent = agent_choice.profile_for(o.settings, repo, o.snapshot["issue"], subtask.role)
     resume_from = record.resume_from
     if resume_from is not None and resume_from.get("executor") in _available(o):
         executor = str(resume_from["executor"])  # the session that did the work goes on
     else:
         resume_from = None
         remaining = float(o.budget.limit - issue_spent) if o.budget.limit is not None else None
-        choice = choose_executor(
+        choice = agent_choice.forced_choice(agent, _available(o), o.unavailable) or choose_executor(
             o.trigger.get("strategy") or o.settings.strategy,
             subtask,
             available=_available(o),
@@ -1225,7 +1231,6 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
     n = o.dispatches.get(subtask.key, 0) + 1
     o.dispatches[subtask.key] = n
     child_id = f"{o.workflow_id}-{subtask.key}-{n}"
-    repo = o.trigger.get("_repository") or {}
     role_prompt = await steps.role_prompt_step(subtask.role)
     ancestors = [o.progress.tasks[d.key] for d in dependencies_of(o.progress.plan, subtask.key)]
     task = Task(
@@ -1270,6 +1275,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
             max_usd=float(o.limits.per_task) if o.limits.per_task is not None else None,
         ),
         attempt=n,
+        agent=agent,
     )
     spec = {
         "parent": o.workflow_id,

@@ -207,6 +207,11 @@ def misbehave(run: dict[str, Any]) -> None:
         os._exit(int(run.get("exit_code", 3)))
 
 
+def now() -> str:
+    """An ISO 8601 timestamp, as the CLIs stamp their events."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

@@ -1,7 +1,7 @@
-"""Put the fake agent CLIs where a test or the demo can run them as ``claude`` and ``codex``.
+"""Put the fake agent CLIs where a test or the demo runs them: ``claude``, ``codex``, ``gemini``.
 
-:func:`install_fake_agents` writes two tiny executable wrappers into a directory: point
-``settings.claude.binary`` / ``settings.codex.binary`` at them, or put the directory first
+:func:`install_fake_agents` writes tiny executable wrappers into a directory: point
+``settings.claude.binary`` (``codex``, ``gemini``) at them, or put the directory first
 on ``PATH``. Each wrapper ``exec``s this interpreter on the fake script, so the wrapper's
 pid is the fake's pid.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
 FAKE_CODEX = Path(__file__).with_name("fake_codex.py")
+FAKE_GEMINI = Path(__file__).with_name("fake_gemini.py")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class FakeAgents:
 
     claude: Path
     codex: Path
+    gemini: Path
 
 
 def _wrapper(target: Path, script: Path) -> Path:
@@ -35,9 +37,10 @@ def _wrapper(target: Path, script: Path) -> Path:
 
 
 def install_fake_agents(bin_dir: Path) -> FakeAgents:
-    """Write ``claude`` and ``codex`` wrappers into ``bin_dir`` (created if needed)."""
+    """Write ``claude``, ``codex`` and ``gemini`` wrappers into ``bin_dir`` (created if needed)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     return FakeAgents(
         claude=_wrapper(bin_dir / "claude", FAKE_CLAUDE),
         codex=_wrapper(bin_dir / "codex", FAKE_CODEX),
+        gemini=_wrapper(bin_dir / "gemini", FAKE_GEMINI),
     )

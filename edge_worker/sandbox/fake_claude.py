@@ -3,7 +3,9 @@
 
 Accepts the real CLI's flags (``-p``, ``--output-format``, ``--verbose``, ``--model``,
 ``--max-turns``, ``--max-budget-usd``, ``--permission-mode``, ``--allowedTools``,
-``--disallowedTools``, ``--append-system-prompt``, ``--resume``), rejects unknown ones,
+``--disallowedTools``, ``--append-system-prompt``, ``--resume``, ``--mcp-config`` (files
+checked and kept in the call record as ``mcp_configs``), ``--strict-mcp-config``), rejects
+unknown ones,
 and prints the documented lines: ``system``/``init``, ``assistant`` (text and
 ``tool_use``), ``user`` (``tool_result``), then one ``result`` with ``subtype``,
 ``is_error``, ``total_cost_usd``, ``usage``, ``num_turns``, ``session_id`` and ``result``
@@ -14,6 +16,7 @@ does is scripted by ``FAKE_AGENT_SCENARIO``: see :mod:`edge_worker.sandbox.fake_
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
@@ -49,7 +52,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--append-system-prompt")
     parser.add_argument("--add-dir", action="append", dest="add_dirs", default=[])
     parser.add_argument("-r", "--resume")
+    parser.add_argument("--mcp-config", nargs="+", dest="mcp_configs", default=[])
+    parser.add_argument("--strict-mcp-config", action="store_true")
     args = parser.parse_args(argv)
+    for path in args.mcp_configs:
+        try:
+            config = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            parser.error(f"Invalid MCP configuration: {path}: {exc}")
+        if not isinstance(config, dict) or not isinstance(config.get("mcpServers"), dict):
+            parser.error(f"Invalid MCP configuration: {path}: no mcpServers object")
     if not args.print_mode:
         parser.error("this stand-in only supports print mode (-p)")
     if args.output_format == "stream-json" and not args.verbose:
@@ -180,6 +192,10 @@ def main(argv: list[str]) -> int:
     kit.ignore_sigterm_if_scripted(run)
     session_id = args.resume or str(scenario.get("session_id") or kit.new_id())
     kit.record_call(state, ["claude", *argv], args.prompt, args.resume, session_id)
+    state["calls"][-1]["mcp_configs"] = [
+        json.loads(Path(path).read_text(encoding="utf-8")) for path in args.mcp_configs
+    ]
+    state["calls"][-1]["strict_mcp_config"] = args.strict_mcp_config
     state["sessions"].setdefault(session_id, {"invocations": 0})
     state["sessions"][session_id]["invocations"] += 1
     grandchild = kit.start_grandchild(run)

@@ -3,7 +3,9 @@
 
 Accepts ``codex exec [--json] [--sandbox MODE] [-C DIR] [--model M] [--image=F1,F2]
 [--skip-git-repo-check] [PROMPT]`` and ``codex exec [options] resume <THREAD_ID> [PROMPT]``
-(exec's options before its ``resume`` subcommand), rejects unknown options, and with
+(exec's options before its ``resume`` subcommand), rejects unknown options (a
+``CODEX_HOME``'s ``config.toml`` is parsed and kept in the call record as ``config``), and
+with
 ``--json`` prints the documented JSONL events: ``thread.started{thread_id}``,
 ``turn.started``, ``item.started`` / ``item.completed`` (``command_execution``,
 ``file_change``, ``reasoning``, ``agent_message``), then ``turn.completed{usage}``, or
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +117,13 @@ def main(argv: list[str]) -> int:
     kit.ignore_sigterm_if_scripted(run)
     thread_id = resume or str(scenario.get("session_id") or kit.new_id())
     kit.record_call(state, ["codex", *argv], options["prompt"], resume, thread_id)
+    home = os.environ.get("CODEX_HOME")
+    if home:
+        config = Path(home) / "config.toml"
+        state["calls"][-1]["codex_home"] = home
+        state["calls"][-1]["config"] = (
+            tomllib.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
+        )
     session = state["sessions"].setdefault(thread_id, {"invocations": 0})
     session["invocations"] += 1
     state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)

@@ -146,7 +146,7 @@ class SandboxWorld:
         """
         directory = self.agent_state_root / f"{issue_identifier}-{key}"
         calls: list[dict[str, Any]] = []
-        for name in ("fake-claude-state.json", "fake-codex-state.json"):
+        for name in ("fake-claude-state.json", "fake-codex-state.json", "fake-gemini-state.json"):
             path = directory / name
             if path.is_file():
                 calls.extend(json.loads(path.read_text())["calls"])
@@ -179,6 +179,8 @@ class SandboxWorld:
             "EDGE_WORKER_CLAUDE__PASS_ENV": PASS_ENV,
             "EDGE_WORKER_CODEX__BINARY": str(fakes.codex),
             "EDGE_WORKER_CODEX__PASS_ENV": PASS_ENV,
+            "EDGE_WORKER_GEMINI__BINARY": str(fakes.gemini),
+            "EDGE_WORKER_GEMINI__PASS_ENV": PASS_ENV,
             "EDGE_WORKER_STRATEGY": "local-only",
             "EDGE_WORKER_ATTACHMENTS__UPLOAD_HOSTS": self.urls["linear"].split("://", 1)[1],
             "FAKE_AGENT_SCENARIO": str(self.scenario_path()),
