@@ -190,6 +190,11 @@ class Repository(BaseModel):
     """``owner/name`` on the Git host, for Linear's repository suggestions (which rank the
     choices when the daemon asks which repository an issue is about)."""
     hostname: str = "github.com"
+    approval: str | None = None
+    """Plan approval for issues routed here (``always``, ``never``, ``above <USD>``);
+    the team's or the default policy when unset."""
+
+    _approval = field_validator("approval")(lambda v: _approval_policy(v))
 
 
 class AttachmentSettings(BaseModel):
@@ -204,6 +209,33 @@ class AttachmentSettings(BaseModel):
     """Fetched files untouched this long are removed at start-up (fetched again if needed)."""
 
     _split = field_validator("upload_hosts", mode="before")(_split_commas)
+
+
+def _approval_policy(value: str | None) -> str | None:
+    if value is not None:
+        from edge_worker.orchestration.approval import parse_policy  # (imports this module)
+
+        parse_policy(value)
+    return value
+
+
+class ApprovalSettings(BaseModel):
+    """Plan approval: when a plan waits for a human before anything is dispatched."""
+
+    default: str = "never"
+    teams: dict[str, str] = {}
+    """Policy per team key (``{"ENG": "above 5"}``); a repository's own policy wins."""
+    remind_after_seconds: float = Field(3600.0, gt=0)
+    """No answer this long: one reminder, then the issue waits (state ``waiting``)."""
+
+    _policy = field_validator("default")(lambda v: _approval_policy(v))
+
+    @field_validator("teams")
+    @classmethod
+    def _team_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        for policy in value.values():
+            _approval_policy(policy)
+        return value
 
 
 class WorktreeSettings(BaseModel):
@@ -260,6 +292,7 @@ class Settings(BaseSettings):
     worktrees: WorktreeSettings = WorktreeSettings()
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    approval: ApprovalSettings = ApprovalSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

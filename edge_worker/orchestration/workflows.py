@@ -43,7 +43,7 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration import approval, approval_flow, edits, steps, texts
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
@@ -1073,6 +1073,10 @@ async def _orchestrate(o: _Orchestration) -> str:
         return await _finish(o, "failed", template.format(**{key: error}))
     plan = Plan.model_validate(planned["plan"])
     o.planning_cost = Total.of(planned.get("cost_usd"))
+    approved = await _approve(o, plan)
+    if isinstance(approved, str):
+        return approved
+    plan = approved
     await _warn_day_once(o)
     o.progress = Progress.start(plan)
     if note := reuse_note(plan, _existing(o), o.issue_id):
@@ -1084,6 +1088,38 @@ async def _orchestrate(o: _Orchestration) -> str:
     )
     await o.report("working")
     return await _execute(o, deadline)
+
+
+async def _approve(o: _Orchestration, plan: Plan) -> Plan | str:
+    """The plan to carry out once approved (when the policy asks for approval), or the
+    orchestration's end state when it was cancelled, stopped or could not be re-planned."""
+
+    async def replan(author: str, text: str) -> dict[str, Any]:
+        o.follow_ups.append(ContextComment(author=author, body=text))
+        context = _context(o).model_dump(mode="json")
+        return await steps.plan_step(
+            context, o.workflow_id, o.issue_id, o.identifier, len(o.follow_ups)
+        )
+
+    outcome = await approval_flow.seek_approval(
+        o,
+        plan,
+        recv=_recv,
+        replan=replan,
+        available=_available(o),
+        estimates=estimates_for(o.settings),
+    )
+    for cost in outcome.planning_costs:
+        o.planning_cost = (o.planning_cost or Total()) + Total.of(cost)
+    if outcome.stopped_by is not None:
+        o.stopped_by = outcome.stopped_by
+        return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+    if outcome.cancelled_by is not None:
+        o.stopped_by = outcome.cancelled_by
+        return await _finish(o, "stopped", approval.CANCELLED_NOTE.format(author=o.stopped_by))
+    if outcome.plan is None:
+        return await _finish(o, "failed", texts.PLAN_FAILED.format(problems=outcome.error))
+    return outcome.plan
 
 
 def _repository_reply(text: str, known: list[str]) -> str:
