@@ -238,6 +238,35 @@ class ApprovalSettings(BaseModel):
         return value
 
 
+class ReviewSettings(BaseModel):
+    """Peer review of a passed sub-task by another executor or model, read-only."""
+
+    mode: Literal["off", "all", "named"] = "off"
+    """``off``; ``all`` sub-tasks; ``named``: those whose role, issue label or repository
+    is listed below."""
+    roles: CommaList = []
+    labels: CommaList = []
+    repositories: CommaList = []
+    reviewers: CommaList = ["codex", "claude-code"]
+    """Preference order; the first available one that is not the author's executor."""
+    claude_model: str | None = None
+    codex_model: str | None = None
+    """Models the reviewer is told to use; with a single executor, a model other than the
+    author's is what makes the review independent."""
+    claude_binary: str | None = None
+    codex_binary: str | None = None
+    """The reviewer's CLI; unset: the executor's own binary."""
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(600.0, gt=0)
+    run_as_user: str = "nobody"
+    """When the daemon runs as root (file modes do not bind root), the reviewer runs as
+    this user so its read-only copy of the worktree really is read-only."""
+
+    _split = field_validator(
+        "roles", "labels", "repositories", "reviewers", "pass_env", mode="before"
+    )(_split_commas)
+
+
 class WorktreeSettings(BaseModel):
     """Where local executors work."""
 
@@ -293,6 +322,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     approval: ApprovalSettings = ApprovalSettings()
+    review: ReviewSettings = ReviewSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 
