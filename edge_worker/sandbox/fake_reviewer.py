@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def emit(event: dict[str, object]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    started = time.time()
     args = parse_args(argv)
     state = Path(os.environ["FAKE_REVIEWER_DIR"])
     script = json.loads((state / "answers.json").read_text(encoding="utf-8"))
@@ -100,9 +102,8 @@ def main(argv: list[str]) -> int:
         "prompt": args.prompt,
         "system_prompt": args.system_prompt,
         "writes": writes,
+        "started": started,
     }
-    with calls_file.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
     session = str(uuid.uuid4())
     model = args.model or "fake-reviewer-model"
     emit({"type": "system", "subtype": "init", "session_id": session, "model": model})
@@ -132,6 +133,9 @@ def main(argv: list[str]) -> int:
             "result": answer,
         }
     )
+    record["ended"] = time.time()
+    with calls_file.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
     return 0
 
 
