@@ -100,8 +100,11 @@ def test_revise_plans_again_with_the_text_and_asks_about_the_new_plan(
         session_id = start_session(world, e2e, issue_id)
         first = wait_question(world, session_id)
         assert "add-function" in first.content["body"]
-        e2e.send(world.linear.agent_session_prompted(session_id, "Revise: do multiply() instead"))
-        second = wait_question(world, session_id, 2)
+        e2e.send(world.linear.agent_session_prompted(session_id, "revise"))
+        what = wait_question(world, session_id, 2)  # "revise" alone: what should change?
+        assert what.content["body"] == approval.REVISE_WITHOUT_TEXT
+        e2e.send(world.linear.agent_session_prompted(session_id, "do multiply() instead"))
+        second = wait_question(world, session_id, 3)
         assert "multiply-function" in second.content["body"]
         assert "add-function" not in second.content["body"]
         planner_calls = world.anthropic.successful_requests
@@ -145,6 +148,7 @@ def test_no_answer_gets_one_reminder_then_the_issue_waits_in_user_mode(
             assert f"`{option}`" in asked
         wait_until(lambda: comments_with("Reminder:"), timeout=60)
         assert e2e.work_state(issue_id) == "waiting"
+        wait_until(lambda: approval.WAITING_NOTE in e2e.report(issue_id), timeout=30)
         assert_nothing_dispatched(world, e2e, issue_id)
         # Still waiting after the reminder, not dropped: a later answer is taken.
         assert len(comments_with("Reminder:")) == 1

@@ -41,6 +41,11 @@ class Orchestration(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    @property
+    def session_id(self) -> str | None: ...
+
+    async def report(self, state: Any) -> None: ...
+
 
 @dataclass
 class Outcome:
@@ -137,6 +142,8 @@ async def _answer(o: Orchestration, recv: Recv) -> dict[str, Any]:
                 o.note(approval.WAITING_NOTE)
                 await o.say("elicitation", approval.REMINDER, options=list(approval.OPTIONS))
                 await steps.set_state_step(o.issue_id, o.workflow_id, "waiting")
+                if o.session_id is None:  # in user mode the report is where the state shows
+                    await o.report("planning")
             timeout = WAIT_AFTER_REMINDER_SECONDS
             continue
         author = message.get("actor_name") or "a user"
@@ -159,7 +166,10 @@ async def _answer(o: Orchestration, recv: Recv) -> dict[str, Any]:
                 continue
             if follow.get("kind") == "stop":
                 return {"kind": "stop", "author": follow.get("actor_name") or "a user"}
-            reply = approval.Reply(approval.REVISE, str(follow.get("text") or "").strip())
+            text = str(follow.get("text") or "").strip()
+            again = approval.read_reply(text)  # "approve" or "cancel" now is that choice
+            keep = again.choice in (approval.APPROVE, approval.CANCEL) or bool(again.text)
+            reply = again if keep else approval.Reply(approval.REVISE, text)
             author = follow.get("actor_name") or author
         return {"kind": "reply", "author": author, "reply": reply}
 
