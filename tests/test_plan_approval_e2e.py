@@ -184,3 +184,18 @@ def test_a_stranger_and_a_forged_option_change_nothing_and_are_told(
 
         e2e.send(world.linear.agent_session_prompted(session_id, "approve"))
         assert e2e.wait_end(issue_id) == "done"
+
+
+def test_a_crash_while_waiting_asks_nothing_twice_and_the_answer_still_counts(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    issue_id = world.new_issue()
+    with running(world, tmp_path / "state", **ALWAYS) as e2e:
+        session_id = start_session(world, e2e, issue_id)
+        wait_question(world, session_id)
+        e2e.crash()
+        e2e.restart()
+        e2e.send(world.linear.agent_session_prompted(session_id, "approve"))
+        assert e2e.wait_end(issue_id) == "done"
+        assert len(questions(world, session_id)) == 1
+        assert len(world.linear.store.children_of(issue_id)) == 1
