@@ -116,3 +116,13 @@ def test_the_review_section_names_verdict_reviewer_findings_and_cost() -> None:
     assert "concerns by codex (gpt-b), cost $0.05, 2 rounds" in text
     assert "`calc.py:3` (low): naming" in text
     assert review.report_cell(record) == "review: concerns by codex, 1 findings, $0.05"
+
+
+def test_the_pull_request_hook_gives_the_section_or_nothing() -> None:
+    record = review.review_record(
+        review.Verdict(verdict="approve"), review.Reviewer("codex", None), "$0.01", 1
+    )
+    assert review.pull_request_section({"review": None}) is None
+    section = review.pull_request_section({"key": "x", "review": record})
+    assert section == review.review_markdown(record)
+    assert section.startswith("**Peer review**: approve by codex, cost $0.01")

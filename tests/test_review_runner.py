@@ -117,3 +117,18 @@ def test_a_second_answer_in_schema_is_taken(worktree: Path, shared: Path) -> Non
     verdict = outcome.verdict
     assert verdict.verdict == "concerns"
     assert verdict.findings[0].file == "calc.py" and verdict.findings[0].line == 3
+
+
+def test_each_cli_is_started_in_its_read_only_mode(tmp_path: Path) -> None:
+    from edge_worker.orchestration.review_runner import reviewer_argv
+
+    claude = reviewer_argv(
+        "claude-code", "claude", prompt="p", role_prompt="r", model="m", workdir=tmp_path
+    )
+    assert claude[claude.index("--permission-mode") + 1] == "plan"
+    assert "Edit,Write,NotebookEdit" in claude
+    codex = reviewer_argv(
+        "codex", "codex", prompt="p", role_prompt="r", model=None, workdir=tmp_path
+    )
+    assert codex[codex.index("--sandbox") + 1] == "read-only"
+    assert codex[codex.index("-C") + 1] == str(tmp_path) and codex[-1] == "r\n\np"

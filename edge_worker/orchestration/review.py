@@ -209,6 +209,14 @@ def review_record(verdict: Verdict, reviewer: Reviewer, cost: str, rounds: int) 
     }
 
 
+def pull_request_section(outcome: dict[str, Any]) -> str | None:
+    """The hook for the pull-request step: the review section for a pull request body from
+    a sub-task's outcome (``run_subtask``'s return value, ``review`` key), or ``None`` when
+    the sub-task was not reviewed."""
+    record = outcome.get("review")
+    return review_markdown(record) if record else None
+
+
 def report_cell(record: dict[str, Any] | None) -> str:
     """The report row's short form: ``approve (codex, $0.05)``."""
     if not record:
