@@ -213,6 +213,11 @@ class Repository(BaseModel):
     hostname: str = "github.com"
     agents: AgentLayer = AgentLayer()
     """This repository's agent configuration (over ``[agents]``)."""
+    approval: str | None = None
+    """Plan approval for issues routed here (``always``, ``never``, ``above <USD>``);
+    the team's or the default policy when unset."""
+
+    _approval = field_validator("approval")(lambda v: _approval_policy(v))
 
 
 class AttachmentSettings(BaseModel):
@@ -227,6 +232,62 @@ class AttachmentSettings(BaseModel):
     """Fetched files untouched this long are removed at start-up (fetched again if needed)."""
 
     _split = field_validator("upload_hosts", mode="before")(_split_commas)
+
+
+def _approval_policy(value: str | None) -> str | None:
+    if value is not None:
+        from edge_worker.orchestration.approval import parse_policy  # (imports this module)
+
+        parse_policy(value)
+    return value
+
+
+class ApprovalSettings(BaseModel):
+    """Plan approval: when a plan waits for a human before anything is dispatched."""
+
+    default: str = "never"
+    teams: dict[str, str] = {}
+    """Policy per team key (``{"ENG": "above 5"}``); a repository's own policy wins."""
+    remind_after_seconds: float = Field(3600.0, gt=0)
+    """No answer this long: one reminder, then the issue waits (state ``waiting``)."""
+
+    _policy = field_validator("default")(lambda v: _approval_policy(v))
+
+    @field_validator("teams")
+    @classmethod
+    def _team_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        for policy in value.values():
+            _approval_policy(policy)
+        return value
+
+
+class ReviewSettings(BaseModel):
+    """Peer review of a passed sub-task by another executor or model, read-only."""
+
+    mode: Literal["off", "all", "named"] = "off"
+    """``off``; ``all`` sub-tasks; ``named``: those whose role, issue label or repository
+    is listed below."""
+    roles: CommaList = []
+    labels: CommaList = []
+    repositories: CommaList = []
+    reviewers: CommaList = ["codex", "claude-code"]
+    """Preference order; the first available one that is not the author's executor."""
+    claude_model: str | None = None
+    codex_model: str | None = None
+    """Models the reviewer is told to use; with a single executor, a model other than the
+    author's is what makes the review independent."""
+    claude_binary: str | None = None
+    codex_binary: str | None = None
+    """The reviewer's CLI; unset: the executor's own binary."""
+    pass_env: CommaList = []
+    timeout_seconds: float = Field(600.0, gt=0)
+    run_as_user: str = "nobody"
+    """When the daemon runs as root (file modes do not bind root), the reviewer runs as
+    this user so its read-only copy of the worktree really is read-only."""
+
+    _split = field_validator(
+        "roles", "labels", "repositories", "reviewers", "pass_env", mode="before"
+    )(_split_commas)
 
 
 class WorktreeSettings(BaseModel):
@@ -286,6 +347,8 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     mcp: McpSettings = McpSettings()
+    approval: ApprovalSettings = ApprovalSettings()
+    review: ReviewSettings = ReviewSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

@@ -33,7 +33,7 @@ from edge_worker.executors.base import Usage
 from edge_worker.ids import stable_uuid4
 from edge_worker.storage.db import METADATA, create_engine_for
 
-EntryKind = Literal["planner", "run", "resume", "verification"]
+EntryKind = Literal["planner", "run", "resume", "verification", "review"]
 ENTRY_KINDS: tuple[str, ...] = get_args(EntryKind)
 
 Clock = Callable[[], datetime]

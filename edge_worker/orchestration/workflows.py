@@ -43,7 +43,16 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import agent_choice, edits, steps, texts
+from edge_worker.orchestration import (
+    agent_choice,
+    approval,
+    approval_flow,
+    edits,
+    review,
+    review_steps,
+    steps,
+    texts,
+)
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
@@ -363,6 +372,7 @@ class _SubtaskRun:
         self.before = int(spec.get("iterations_before") or 0)
         self.continues = 0
         self.note: str | None = spec.get("note")
+        self.review: dict[str, Any] | None = None
 
     def cost(self, step: str, attempt: int, kind: str) -> dict[str, Any]:
         return steps.cost_fields(
@@ -423,11 +433,25 @@ class _SubtaskRun:
             self.iterations += 1
             await self._follow("resume", "resume")
             status = await self._judge()
+        status = await review_steps.peer_review(self, status)
         finished_at = await steps.now_step()
         return await self._finish(status, finished_at - started_at)
 
     def _name(self) -> str:
         return str(self.spec.get("sub_issue_identifier") or self.key)
+
+    async def feedback_iteration(self, feedback: str) -> str:
+        """One more iteration of the author's session with ``feedback`` (a peer review's
+        concerns); returns the status after verifying it again."""
+        self.handle = await steps.resume_run_step(self.executor, self.handle, self.task, feedback)
+        await DBOS.set_event_async("handle", self.handle)
+        self.iterations += 1
+        await self._follow("resume", "resume")
+        return await self._judge()
+
+    async def budget_block(self) -> str | None:
+        """Why no further iteration may start, or ``None`` (see ``_budget_block``)."""
+        return await self._budget_block()
 
     async def _link(self, label: str, url: str) -> None:
         """Add a link to the session (Codegen's run page, a pull request)."""
@@ -541,7 +565,8 @@ class _SubtaskRun:
             "branch": result.get("branch") or self.handle.get("branch"),
             "verification": verification_summary(evidence),
             "summary": result.get("summary") or result.get("error") or "",
-            "note": self.note,
+            "note": _join(self.note, review.report_cell(self.review) or None),
+            "review": self.review,
         }
         if spec.get("sub_issue_id"):
             await steps.finish_subissue_step(
@@ -557,6 +582,7 @@ class _SubtaskRun:
                     "executor": self.executor,
                     "duration_seconds": duration,
                     "note": self.note,
+                    **({"review": review.review_markdown(self.review)} if self.review else {}),
                 },
                 _end_state(spec, status),
             )
@@ -1092,6 +1118,10 @@ async def _orchestrate(o: _Orchestration) -> str:
         return await _finish(o, "failed", template.format(**{key: error}))
     plan = Plan.model_validate(planned["plan"])
     o.planning_cost = Total.of(planned.get("cost_usd"))
+    approved = await _approve(o, plan)
+    if isinstance(approved, str):
+        return approved
+    plan = approved
     await _warn_day_once(o)
     o.progress = Progress.start(plan)
     if note := reuse_note(plan, _existing(o), o.issue_id):
@@ -1103,6 +1133,38 @@ async def _orchestrate(o: _Orchestration) -> str:
     )
     await o.report("working")
     return await _execute(o, deadline)
+
+
+async def _approve(o: _Orchestration, plan: Plan) -> Plan | str:
+    """The plan to carry out once approved (when the policy asks for approval), or the
+    orchestration's end state when it was cancelled, stopped or could not be re-planned."""
+
+    async def replan(author: str, text: str) -> dict[str, Any]:
+        o.follow_ups.append(ContextComment(author=author, body=text))
+        context = _context(o).model_dump(mode="json")
+        return await steps.plan_step(
+            context, o.workflow_id, o.issue_id, o.identifier, len(o.follow_ups)
+        )
+
+    outcome = await approval_flow.seek_approval(
+        o,
+        plan,
+        recv=_recv,
+        replan=replan,
+        available=_available(o),
+        estimates=estimates_for(o.settings),
+    )
+    for cost in outcome.planning_costs:
+        o.planning_cost = (o.planning_cost or Total()) + Total.of(cost)
+    if outcome.stopped_by is not None:
+        o.stopped_by = outcome.stopped_by
+        return await _finish(o, "stopped", texts.STOPPED.format(who=o.stopped_by))
+    if outcome.cancelled_by is not None:
+        o.stopped_by = outcome.cancelled_by
+        return await _finish(o, "stopped", approval.CANCELLED_NOTE.format(author=o.stopped_by))
+    if outcome.plan is None:
+        return await _finish(o, "failed", texts.PLAN_FAILED.format(problems=outcome.error))
+    return outcome.plan
 
 
 def _repository_reply(text: str, known: list[str]) -> str:
@@ -1301,6 +1363,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "feedback": feedback,
         "resume_from": resume_from,
         "iterations_before": record.iterations,
+        "issue_labels": list(o.snapshot["issue"].get("labels") or []),
     }
     queue_name = CLOUD_QUEUE if executor == "codegen" else LOCAL_QUEUE
     queue = await DBOS.retrieve_queue_async(queue_name)

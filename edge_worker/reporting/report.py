@@ -287,8 +287,10 @@ def render_subtask_result(
     executor: str | None = None,
     duration_seconds: float | None = None,
     note: str | None = None,
+    review: str | None = None,
 ) -> str:
-    """A sub-issue's result comment (see the module contract); ``issue_id`` is the sub-issue's."""
+    """A sub-issue's result comment (see the module contract); ``issue_id`` is the sub-issue's.
+    ``review``: the peer review's section, shown after the verification."""
     parts = [
         marker(RESULT_PURPOSE, issue_id),
         RESULT_HEADING.format(status=_status_title(status)),
@@ -308,6 +310,8 @@ def render_subtask_result(
     if checks:
         verification += "\n\n" + "\n".join(_check_lines(check) for check in checks)
     parts.append(verification)
+    if review:
+        parts.append(review)
     cost_line = RESULT_COST_LINE.format(cost=cost.format(), iterations=iterations)
     if duration_seconds is not None:
         cost_line += RESULT_DURATION_LINE.format(duration=format_duration(duration_seconds))

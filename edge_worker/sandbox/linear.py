@@ -665,12 +665,18 @@ class LinearStandIn:
         return WebhookDelivery("AgentSessionEvent", payload)
 
     def agent_session_prompted(
-        self, session_id: str, body: str, *, signal: str | None = None
+        self,
+        session_id: str,
+        body: str,
+        *,
+        signal: str | None = None,
+        user_id: str | None = None,
     ) -> WebhookDelivery:
-        """A user message (or ``signal="stop"``) in a session; the ``prompted`` webhook."""
+        """A user message (or ``signal="stop"``) in a session, by the human unless
+        ``user_id``; the ``prompted`` webhook."""
         with self._lock:
             session = self.store.sessions[session_id]
-            activity = self.store.add_prompt(session_id, body, signal=signal)
+            activity = self.store.add_prompt(session_id, body, signal=signal, user_id=user_id)
             payload = payloads.agent_session_prompted(
                 session.id,
                 session.issue_id or "",
