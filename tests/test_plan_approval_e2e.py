@@ -80,7 +80,7 @@ def test_approve_shows_the_estimate_and_only_then_dispatches(
         # claude-code at $1.00 a run, up to 1 + 2 iterations: $1.00 to $3.00
         assert "add-function" in body and "claude-code, $1.00 to $3.00" in body
         assert world.linear.store.sessions[session_id].status == "awaitingInput"
-        assert e2e.work_state(issue_id) == "waiting"
+        wait_until(lambda: e2e.work_state(issue_id) == "waiting", timeout=30)  # set after the ask
         assert_nothing_dispatched(world, e2e, issue_id)
 
         e2e.send(world.linear.agent_session_prompted(session_id, "approve"))
@@ -147,7 +147,7 @@ def test_no_answer_gets_one_reminder_then_the_issue_waits_in_user_mode(
         for option in approval.OPTIONS:
             assert f"`{option}`" in asked
         wait_until(lambda: comments_with("Reminder:"), timeout=60)
-        assert e2e.work_state(issue_id) == "waiting"
+        wait_until(lambda: e2e.work_state(issue_id) == "waiting", timeout=30)  # set after the ask
         wait_until(lambda: approval.WAITING_NOTE in e2e.report(issue_id), timeout=30)
         assert_nothing_dispatched(world, e2e, issue_id)
         # Still waiting after the reminder, not dropped: a later answer is taken.
@@ -170,7 +170,7 @@ def test_a_stranger_and_a_forged_option_change_nothing_and_are_told(
         e2e.send(world.linear.agent_session_prompted(session_id, "approve", user_id=stranger.id))
         told = wait_until(lambda: said(world, session_id)[before:], timeout=30)
         assert "EDGE_WORKER_ALLOWED_USERS" in told[0].content["body"]
-        assert e2e.work_state(issue_id) == "waiting"
+        wait_until(lambda: e2e.work_state(issue_id) == "waiting", timeout=30)  # set after the ask
 
         before = len(said(world, session_id))
         e2e.send(world.linear.agent_session_prompted(session_id, "delete-everything"))
@@ -179,7 +179,7 @@ def test_a_stranger_and_a_forged_option_change_nothing_and_are_told(
             lambda: [a for a in said(world, session_id)[before:] if wanted in a.content["body"]],
             timeout=30,
         )
-        assert e2e.work_state(issue_id) == "waiting"
+        wait_until(lambda: e2e.work_state(issue_id) == "waiting", timeout=30)  # set after the ask
         assert_nothing_dispatched(world, e2e, issue_id)
 
         e2e.send(world.linear.agent_session_prompted(session_id, "approve"))
