@@ -34,6 +34,7 @@ from edge_worker.orchestration.answers import FirstAnswers
 from edge_worker.orchestration.attachment_steps import ATTACHMENTS_DIR, sweep_attachments
 from edge_worker.orchestration.dispatch import Dispatcher
 from edge_worker.orchestration.wiring import Adapters, build_adapters
+from edge_worker.reporting.daily_report_post import run_daily_reports
 from edge_worker.settings import Settings
 from edge_worker.storage import access, work
 from edge_worker.storage.db import create_engine_for, create_tables
@@ -186,6 +187,7 @@ def build_app(settings: Settings) -> Starlette:
                 run_daily_summaries(settings.budget.timezone), name="daily-cost-summary"
             )
         )
+        state.tasks.append(asyncio.create_task(run_daily_reports(settings), name="daily-report"))
         state.tasks.append(
             asyncio.create_task(_prepare_linear(adapters.linear), name="linear-token")
         )

@@ -55,7 +55,8 @@ def configure_dbos(settings: Settings) -> DBOS:
         "log_level": "WARNING",
     }
     import edge_worker.costs.daily_workflow  # registers the daily cost summary
-    import edge_worker.orchestration.workflows  # noqa: F401  (registers workflows)
+    import edge_worker.orchestration.workflows  # (registers workflows)
+    import edge_worker.reporting.daily_report_post  # noqa: F401  (the report on Linear)
 
     return DBOS(config=config)  # type: ignore[arg-type]
 

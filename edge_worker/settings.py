@@ -180,6 +180,9 @@ class ConsoleSettings(BaseModel):
     token_file: Path | None = None
     viewer_token: SecretStr | None = None
     viewer_token_file: Path | None = None
+    report_linear_issue: str | None = None
+    """An issue (``ENG-12`` or its id) that gets each day's report as a comment, once the
+    day has ended in the budget's time zone; ``None``: the report is not posted."""
 
 
 class Price(BaseModel):

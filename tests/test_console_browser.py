@@ -182,6 +182,13 @@ def test_console_follows_a_demo_run_live_in_chromium(
         assert "claude-code" in runs[0] and "passed" in runs[0]
         passed = attrs(browser, "ul.checks li", "data-passed")
         assert passed and set(passed) == {"true"}  # every check's evidence, observed
+        # what was said on Linear, with the agents' progress under each run
+        said = attrs(browser, "#activity-log li", "data-kind")
+        assert said and said[-1] == "comment", said  # user mode: the report comment
+        assert attrs(browser, "ol.log[data-run] li", "data-kind")
+        store = world.linear.store
+        url = store.issue_url(store.find_issue(issue_id))
+        assert attr(browser, "#issue-linear", "href") == url
         browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
         shoot(browser, "issue-done")
 
@@ -200,6 +207,7 @@ def test_console_follows_a_demo_run_live_in_chromium(
 
         browser.get(f"{base}/console/history")
         assert browser.find_elements(By.CSS_SELECTOR, f'#history tr[data-issue="{identifier}"]')
+        assert attr(browser, f'#history tr[data-issue="{identifier}"] a.linear-link', "href") == url
         shoot(browser, "history")
 
         browser.get(f"{base}/console/report?day=today")

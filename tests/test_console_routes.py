@@ -28,7 +28,7 @@ from edge_worker.costs.cli import run_costs_command
 from edge_worker.orchestration.follow_ups import Named, named_subtasks
 from edge_worker.reporting.daily_report_data import run_report_command
 from edge_worker.settings import ConsoleSettings, Settings, load_settings
-from edge_worker.storage import work
+from edge_worker.storage import activity_log, issue_links, work
 from tests.support.console import (
     TOKEN,
     VIEWER_TOKEN,
@@ -481,3 +481,82 @@ def test_retry_without_a_key_is_refused(client: TestClient, engine: sa.Engine) -
     )
     assert answer.status_code == 400 and answer.text == controls.NO_KEY
     assert audit_rows(engine)[0][1:3] == ("ENG-1", "refused")
+
+
+def test_issue_page_shows_what_was_said_on_linear_in_order_and_links_to_linear(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    at = datetime.now(UTC)
+    said = [
+        ("a-1", "thought", "Reading <ENG-1> and its repository."),
+        ("a-2", "elicitation", "Which repository?"),
+        ("c-1", "comment", "Plan posted."),
+        ("a-3", "response", "All three sub-tasks passed."),
+    ]
+    for n, (entry_id, kind, body) in enumerate(said):
+        activity_log.record(
+            engine,
+            issue_id="i-eng-1",
+            kind=kind,
+            body=body,
+            entry_id=entry_id,
+            at=at + timedelta(seconds=n),
+        )
+    activity_log.record(engine, issue_id="i-eng-1", kind="response", body="again", entry_id="a-3")
+    activity_log.record(
+        engine, issue_id="i-eng-1", kind="action", body="Edit x.py", run_workflow_id="wf-x"
+    )
+    activity_log.record(engine, issue_id="i-eng-2", kind="thought", body="Not ENG-1's.")
+    with engine.begin() as conn:
+        issue_links.remember(conn, "i-eng-1", "https://linear.app/acme/issue/ENG-old")
+        issue_links.remember(conn, "i-eng-1", "https://linear.app/acme/issue/ENG-1/parse")
+    html = client.get("/issue/ENG-1", headers=AUTH).text
+    log = re.search(r'<ol class="log" id="activity-log">(.*?)</ol>', html, re.S)
+    assert log, html
+    lines = re.findall(
+        r'<li data-kind="(\w+)"><time>([\d:]+)</time>.*?class="body">(.*?)</span>', log.group(1)
+    )
+    assert [(kind, body) for kind, _, body in lines] == [
+        ("thought", "Reading &lt;ENG-1&gt; and its repository."),
+        ("elicitation", "Which repository?"),
+        ("comment", "Plan posted."),
+        ("response", "All three sub-tasks passed."),  # a repeated entry is kept once
+    ]
+    assert lines[0][1] == at.strftime("%H:%M:%S")
+    assert "Edit x.py" not in log.group(1)  # a run's progress goes under its run
+    assert "Not ENG-1" not in html
+    assert 'id="issue-linear" href="https://linear.app/acme/issue/ENG-1/parse"' in html
+    assert "Nothing said on Linear yet." in client.get("/issue/OPS-3", headers=AUTH).text
+
+
+def test_history_links_each_issue_to_linear_when_known(
+    client: TestClient, engine: sa.Engine
+) -> None:
+    with engine.begin() as conn:
+        issue_links.remember(conn, "i-fin-0", "https://linear.app/acme/issue/ENG-100")
+    html = client.get("/history", headers=AUTH).text
+    row = re.search(r'<tr data-issue="ENG-100".*?</tr>', html, re.S)
+    assert row and 'href="https://linear.app/acme/issue/ENG-100"' in row.group(0)
+    assert cells(html, 'data-issue="OPS-101"')[-1] == "-"  # never read from Linear
+
+
+def test_the_change_id_moves_when_a_line_is_said_or_streamed(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    console = Console(settings, lambda: engine, access.Tokens(TOKEN))
+    first = console.change_id()
+    activity_log.record(engine, issue_id="i-eng-1", kind="thought", body="x", entry_id="t-1")
+    second = console.change_id()
+    assert second != first
+    activity_log.record(engine, issue_id="i-eng-1", kind="thought", body="x", entry_id="t-1")
+    assert console.change_id() == second  # a repeat records nothing
+    activity_log.record(engine, issue_id="i-eng-1", kind="action", body="y", run_workflow_id="r")
+    third = console.change_id()
+    assert third != second
+    activity_log.record(
+        engine, issue_id="i-eng-1", kind="comment", body="v2", entry_id="t-1", replace=True
+    )
+    assert console.change_id() != third  # an edited comment shows its latest text
+    with engine.connect() as conn:
+        bodies = [line.body for line in activity_log.for_issue(conn, "i-eng-1")]
+    assert bodies == ["y", "v2"]

@@ -7,15 +7,17 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from edge_worker.console.dbos_reader import evidence_from_steps
-from edge_worker.console.records import IssueRecord, RunRecord
+from edge_worker.console.dbos_reader import evidence_from_steps, linear_url_from_steps
+from edge_worker.console.records import IssueRecord, PlannedTask, RunRecord
 from edge_worker.console.svg import Bar, GraphNode, layers, plan_graph, spend_chart
 from edge_worker.console.views import (
+    PROGRESS_SHOWN,
     WAIT_DAY_BUDGET,
     WAIT_HUMAN,
     WAIT_ISSUE_BUDGET,
     WAIT_PLANNER,
     budget,
+    issue_view,
     linear_limit,
     run_line,
     waiting_on,
@@ -32,6 +34,7 @@ from edge_worker.reporting.daily_report import (
     build_daily_report,
     render_markdown,
 )
+from edge_worker.storage.activity_log import ActivityLine
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"
@@ -258,3 +261,56 @@ def test_linear_rate_limit_is_shown_and_blocks_only_when_used_up() -> None:
         record("working"), queued=1, issue_limit=None, day_over=False, linear_until="12:10"
     )
     assert waiting == "Linear's rate limit (until 12:10 UTC)"
+
+
+def test_issue_view_puts_progress_under_its_run_and_the_rest_in_the_activity_log() -> None:
+    record = IssueRecord("i-1", "ENG-1", "working", "wf", 1, NOW, NOW)
+    plan = [PlannedTask("a", "title of a", "coder", "any", ())]
+    runs = [
+        RunRecord("wf-a-1", "a", 1, "codex", "SUCCESS", NOW, NOW, {"status": "failed"}),
+        RunRecord("wf-a-2", "a", 2, "codex", "PENDING", NOW, None),
+    ]
+    yesterday = NOW - timedelta(days=1)
+    said = [ActivityLine(yesterday, "thought", "Planning ENG-1.", None)]
+    said += [ActivityLine(NOW, "action", f"Edit file{n}.py", "wf-a-1") for n in range(3)]
+    said += [
+        ActivityLine(NOW + timedelta(seconds=n), "thought", f"line {n}", "wf-a-2")
+        for n in range(PROGRESS_SHOWN + 5)
+    ]
+    said.append(ActivityLine(NOW, "response", "All done.", None))
+    view = issue_view(
+        record,
+        plan,
+        runs,
+        {"a": ("running", "codex")},
+        {},
+        issue_limit=None,
+        now=NOW,
+        activity=said,
+    )
+    assert [(e.kind, e.body) for e in view.activity] == [
+        ("thought", "Planning ENG-1."),
+        ("response", "All done."),
+    ]
+    assert view.activity[0].at == "2026-03-01 12:00:00"  # another day: with its date
+    assert view.activity[1].at == "12:00:00"
+    first, second = view.tasks[0].runs
+    assert [p.body for p in first.progress] == ["Edit file0.py", "Edit file1.py", "Edit file2.py"]
+    assert first.progress_total == 3
+    assert second.progress_total == PROGRESS_SHOWN + 5
+    assert len(second.progress) == PROGRESS_SHOWN
+    assert second.progress[-1].body == f"line {PROGRESS_SHOWN + 4}"  # the latest kept
+
+
+def test_the_linear_url_of_work_started_before_links_comes_from_the_issue_it_read() -> None:
+    issue = {"id": "i-1", "identifier": "ENG-1", "url": "https://linear.app/a/issue/ENG-1"}
+    steps = [
+        {"function_name": "x.now_step", "output": 1.0},
+        {"function_name": "edge_worker.orchestration.steps.acknowledge_step", "output": None},
+        {
+            "function_name": "edge_worker.orchestration.steps.acknowledge_step",
+            "output": {"issue": issue, "states": []},
+        },
+    ]
+    assert linear_url_from_steps(steps) == "https://linear.app/a/issue/ENG-1"
+    assert linear_url_from_steps(steps[:2]) is None

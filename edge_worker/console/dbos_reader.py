@@ -25,6 +25,7 @@ from edge_worker.settings import Settings
 log = structlog.get_logger(__name__)
 
 PLAN_STEP_SUFFIX = "plan_step"
+ACKNOWLEDGE_STEP_SUFFIX = "acknowledge_step"
 VERIFY_STEP_SUFFIX = "verify_step"
 OUTPUT_TAIL = 1500
 RUN_WORKFLOW_SUFFIX = "run_subtask"
@@ -72,6 +73,19 @@ def plan_from_steps(steps: list[dict[str, Any]]) -> list[PlannedTask]:
                 depends_on=tuple(str(d) for d in raw.get("depends_on", [])),
             )
     return list(tasks.values())
+
+
+def linear_url_from_steps(steps: list[dict[str, Any]]) -> str | None:
+    """The issue's Linear URL from the issue the orchestration read when it started (its
+    acknowledge step's output), or ``None`` (sans-I/O)."""
+    for step in steps:
+        if not str(step.get("function_name", "")).endswith(ACKNOWLEDGE_STEP_SUFFIX):
+            continue
+        output = step.get("output")
+        issue = output.get("issue") if isinstance(output, dict) else None
+        if isinstance(issue, dict) and isinstance(issue.get("url"), str):
+            return str(issue["url"])
+    return None
 
 
 def evidence_from_steps(steps: list[dict[str, Any]]) -> tuple[tuple[CheckRecord, ...], int]:
@@ -150,10 +164,15 @@ class WorkflowReader:
 
     def plan(self, orchestration_id: str) -> list[PlannedTask]:
         """The plan of the orchestration ``orchestration_id`` (empty before planning)."""
+        return self.plan_and_url(orchestration_id)[0]
+
+    def plan_and_url(self, orchestration_id: str) -> tuple[list[PlannedTask], str | None]:
+        """The orchestration's plan and the Linear URL of its issue (``None`` before the
+        orchestration read the issue), from one read of its steps."""
         steps: list[dict[str, Any]] = []
         with self._tolerant("plan"):
             steps = [dict(s) for s in self._dbos().list_workflow_steps(orchestration_id)]
-        return plan_from_steps(steps)
+        return plan_from_steps(steps), linear_url_from_steps(steps)
 
     def runs(self, orchestration_id: str) -> list[RunRecord]:
         """Every sub-task run the orchestration dispatched, oldest first."""

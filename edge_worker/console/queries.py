@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from edge_worker.console.records import IssueRecord
 from edge_worker.costs.ledger import COST_ENTRIES
 from edge_worker.costs.money import Total
+from edge_worker.storage.activity_log import activity_log
+from edge_worker.storage.issue_links import urls
 from edge_worker.storage.work import ACTIVE_STATES, TERMINAL_STATES, subtasks, work_items
 
 
@@ -67,6 +69,7 @@ def _records(conn: sa.Connection, rows: Sequence[Any]) -> list[IssueRecord]:
     ids = [str(row.issue_id) for row in rows]
     spend = issue_spend(conn, ids)
     facts = _subtask_facts(conn, ids)
+    links = urls(conn, ids)
     records = []
     for row in rows:
         states: dict[str, int] = defaultdict(int)
@@ -96,6 +99,7 @@ def _records(conn: sa.Connection, rows: Sequence[Any]) -> list[IssueRecord]:
                 subtask_states=dict(states),
                 executors=dict(sorted(executors.items())),
                 running_on=tuple(sorted(running)),
+                linear_url=links.get(str(row.issue_id)),
             )
         )
     return records
@@ -202,7 +206,8 @@ def day_totals(conn: sa.Connection, first: date, last: date) -> dict[date, Total
 
 
 def change_token(conn: sa.Connection) -> str:
-    """A string that changes whenever work, a sub-task or the ledger changes.
+    """A string that changes whenever work, a sub-task, the ledger or the activity log
+    changes.
 
     One cheap query (maxima and counts over indexed or small tables), run by the console's
     change feed a few times a second whatever the number of open pages.
@@ -213,6 +218,7 @@ def change_token(conn: sa.Connection) -> str:
         sa.select(sa.func.max(subtasks.c.updated_at)).scalar_subquery(),
         sa.select(sa.func.count()).select_from(subtasks).scalar_subquery(),
         sa.select(sa.func.count()).select_from(COST_ENTRIES).scalar_subquery(),
+        sa.select(sa.func.max(activity_log.c.seq)).scalar_subquery(),
     )
     values = conn.execute(query).one()
     return "|".join("" if v is None else str(v) for v in values)

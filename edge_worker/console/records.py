@@ -34,6 +34,8 @@ class IssueRecord:
     """How many sub-tasks ran (or run) on each executor."""
     running_on: tuple[str, ...] = ()
     """The executors of the sub-tasks running now."""
+    linear_url: str | None = None
+    """The issue on Linear, when the daemon has read it (``ew_issue_links``)."""
 
     @property
     def done(self) -> int:

@@ -13,6 +13,7 @@ which the shipped script fetches when the stream says the database changed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,7 +44,7 @@ from edge_worker.costs.summary import rows_total
 from edge_worker.reporting.daily_report import build_daily_report, render_markdown
 from edge_worker.reporting.daily_report_data import read_day_facts
 from edge_worker.settings import Settings
-from edge_worker.storage import intake_pause
+from edge_worker.storage import activity_log, intake_pause
 from edge_worker.storage.work import TERMINAL_STATES
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,8 @@ log = structlog.get_logger(__name__)
 CHART_DAYS = 30
 HISTORY_LIMIT = 100
 AUDIT_ON_NOW = 10
+ACTIVITY_LIMIT = 2000
+"""The newest activity-log and progress lines the Issue page reads."""
 REFUSED_TEXT = "Sign in with the console token to see this page."
 BAD_TOKEN_TEXT = "That is not the console token."
 UNKNOWN_ISSUE_TEXT = "No issue {ref} in this daemon's database."
@@ -167,18 +170,23 @@ def build_console(
                 if record is None:
                     return None
                 states = queries.subtask_rows(conn, record.issue_id)
+                said = activity_log.for_issue(conn, record.issue_id, limit=ACTIVITY_LIMIT)
             rows = console.ledger().entries(issue=record.issue_id)
             spend: dict[str | None, Total] = {}
             for row in rows:
                 spend[row.subtask_key] = spend.get(row.subtask_key, Total()) + row.total
+            plan, url = console.reader.plan_and_url(record.workflow_id)
+            if record.linear_url is None and url is not None:  # work started before links
+                record = dataclasses.replace(record, linear_url=url)
             view = issue_view(
                 record,
-                console.reader.plan(record.workflow_id),
+                plan,
                 console.reader.runs(record.workflow_id),
                 states,
                 spend,
                 issue_limit=console.issue_limit,
                 now=console.now(),
+                activity=said,
             )
             return {
                 "view": view,

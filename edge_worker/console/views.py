@@ -26,6 +26,7 @@ from edge_worker.console.svg import GraphNode, plan_graph
 from edge_worker.costs.money import Total, format_usd
 from edge_worker.linear.limits import RateLimitSnapshot
 from edge_worker.status import format_age
+from edge_worker.storage.activity_log import ActivityLine
 
 WAIT_PLANNER = "the planner"
 WAIT_HUMAN = "a human answer"
@@ -37,6 +38,8 @@ WAIT_SCHEDULER = "the scheduler"
 WAIT_LINEAR = "Linear's rate limit (until {until} UTC)"
 LINEAR_HEADROOM = "{remaining:,} of {limit:,} Linear requests left, renewed at {reset} UTC"
 LINEAR_UNKNOWN = "Linear has not reported its rate limit yet (no request since start)."
+PROGRESS_SHOWN = 40
+"""How many of a run's latest progress lines the Issue page shows."""
 NOT_RUN = "not_run"
 """The state shown for a sub-task of a finished issue that never started."""
 
@@ -142,6 +145,7 @@ class IssueLine:
     waiting_on: str
     team: str
     finished: str
+    linear_url: str | None = None
 
 
 def _mix(record: IssueRecord) -> str:
@@ -181,6 +185,7 @@ def issue_line(
         ),
         team=record.team,
         finished=record.finished_at.strftime("%Y-%m-%d %H:%M") if record.finished_at else "",
+        linear_url=record.linear_url,
     )
 
 
@@ -226,6 +231,23 @@ def now_view(
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line of the activity log or of a run's progress, as the Issue page prints it."""
+
+    at: str
+    """``HH:MM:SS`` UTC (the day too when not the page's day)."""
+    kind: str
+    body: str
+
+
+def log_line(line: ActivityLine, now: datetime) -> LogLine:
+    """``line`` with its time in UTC (its date too when it is not today's)."""
+    moment = line.at.astimezone(UTC)
+    fmt = "%H:%M:%S" if moment.date() == now.astimezone(UTC).date() else "%Y-%m-%d %H:%M:%S"
+    return LogLine(at=moment.strftime(fmt), kind=line.kind, body=line.body)
+
+
+@dataclass(frozen=True)
 class RunLine:
     """One dispatch of a sub-task, as the Issue page lists it."""
 
@@ -243,6 +265,10 @@ class RunLine:
     note: str | None
     evidence: tuple[CheckRecord, ...] = ()
     verifications: int = 0
+    progress: tuple[LogLine, ...] = ()
+    """The run's latest progress lines, oldest first."""
+    progress_total: int = 0
+    """How many progress lines the run has in all."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +294,9 @@ class IssueView:
     graph_svg: str
     tasks: list[TaskSection]
     planning_spend: str
+    activity: list[LogLine] = field(default_factory=list)
+    """What the daemon said on Linear about the issue (not the runs' progress), oldest
+    first."""
 
 
 def _duration(seconds: Any) -> str:
@@ -276,8 +305,9 @@ def _duration(seconds: Any) -> str:
     return format_age(float(seconds)) if seconds >= 60 else f"{seconds:.1f}s"
 
 
-def run_line(run: RunRecord, now: datetime) -> RunLine:
-    """The Issue page's line for ``run`` (one still running shows its elapsed time)."""
+def run_line(run: RunRecord, now: datetime, progress: Sequence[ActivityLine] = ()) -> RunLine:
+    """The Issue page's line for ``run`` (one still running shows its elapsed time) with
+    the latest :data:`PROGRESS_SHOWN` of its ``progress`` lines."""
     outcome = run.outcome or {}
     cost = outcome.get("cost")
     if outcome:
@@ -302,6 +332,8 @@ def run_line(run: RunRecord, now: datetime) -> RunLine:
         note=outcome.get("note"),
         evidence=run.evidence,
         verifications=run.verifications,
+        progress=tuple(log_line(p, now) for p in progress[-PROGRESS_SHOWN:]),
+        progress_total=len(progress),
     )
 
 
@@ -314,12 +346,22 @@ def issue_view(
     *,
     issue_limit: Decimal | None,
     now: datetime,
+    activity: Sequence[ActivityLine] = (),
 ) -> IssueView:
-    """The Issue page: the plan graph coloured by each sub-task's state, and its runs.
+    """The Issue page: the plan graph coloured by each sub-task's state, its runs with
+    their progress, and the activity log.
 
     ``subtask_spend`` maps each sub-task key (``None``: the planner and other issue-wide
-    entries) to what the ledger holds for it.
+    entries) to what the ledger holds for it. ``activity`` is the issue's log: lines of a
+    run (by its workflow id) go under that run, the others into the page's activity log.
     """
+    per_run: dict[str, list[ActivityLine]] = {}
+    said: list[ActivityLine] = []
+    for entry in activity:
+        if entry.run_workflow_id is None:
+            said.append(entry)
+        else:
+            per_run.setdefault(entry.run_workflow_id, []).append(entry)
     by_key: dict[str, list[RunRecord]] = {}
     for run in runs:
         by_key.setdefault(run.key, []).append(run)
@@ -337,7 +379,10 @@ def issue_view(
                 status=state,
                 executor=executor,
                 spend=subtask_spend.get(planned.key, Total()).format(),
-                runs=[run_line(r, now) for r in by_key.get(planned.key, [])],
+                runs=[
+                    run_line(r, now, per_run.get(r.workflow_id, ()))
+                    for r in by_key.get(planned.key, [])
+                ],
             )
         )
         nodes.append(GraphNode(planned.key, planned.title, state, executor, planned.depends_on))
@@ -347,4 +392,5 @@ def issue_view(
         graph_svg=plan_graph(nodes),
         tasks=tasks,
         planning_spend=subtask_spend.get(None, Total()).format(),
+        activity=[log_line(entry, now) for entry in said],
     )

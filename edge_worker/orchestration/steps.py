@@ -36,9 +36,10 @@ from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
 from edge_worker.orchestration.planner import PlannerUnavailable, PlanningFailed
 from edge_worker.orchestration.wiring import Adapters
+from edge_worker.reporting.markers import marker
 from edge_worker.reporting.report import ReportModel, render_report, render_subtask_result
 from edge_worker.reporting.subissue import render_subissue_description
-from edge_worker.storage import work
+from edge_worker.storage import activity_log, issue_links, work
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,14 @@ def adapters() -> Adapters:
         raise RuntimeError("orchestration adapters are not installed")
     assert isinstance(found, Adapters)
     return found
+
+
+async def _log_line(issue_id: str, kind: str, body: str, **extra: Any) -> None:
+    """Keep what was said for the console's *Issue* page (never raises)."""
+    engine = services.current().engine
+    await asyncio.to_thread(
+        activity_log.record, engine, issue_id=issue_id, kind=kind, body=body, **extra
+    )
 
 
 async def _record_cost(entry: CostEntry) -> None:
@@ -119,19 +128,30 @@ async def acknowledge_step(
     delegate = delegate_to if delegate_to and issue.delegate_id is None else None
     if state_id or delegate:
         await a.linear.update_issue(issue.id, state_id=state_id, delegate_id=delegate)
+    if issue.url:
+        await asyncio.to_thread(_remember_url, issue.id, issue.url)
     return {
         "issue": issue.model_dump(mode="json"),
         "states": [s.model_dump(mode="json") for s in states],
     }
 
 
+def _remember_url(issue_id: str, url: str) -> None:
+    with services.current().engine.begin() as conn:
+        issue_links.remember(conn, issue_id, url)
+
+
 @DBOS.step()
 async def post_report_step(model: dict[str, Any]) -> None:
     """Create or edit the issue's one report comment (found by its hidden marker)."""
     report = _report_from_json(model)
+    body = render_report(report)
     await adapters().linear.upsert_marked_comment(
-        issue_id=report.issue_id, purpose=REPORT_PURPOSE, body=render_report(report)
+        issue_id=report.issue_id, purpose=REPORT_PURPOSE, body=body
     )
+    entry = f"{REPORT_PURPOSE}-{report.issue_id}"
+    shown = body.replace(marker(REPORT_PURPOSE, report.issue_id), "").strip()
+    await _log_line(report.issue_id, "comment", shown, entry_id=entry, replace=True)
 
 
 def _report_from_json(model: dict[str, Any]) -> ReportModel:
@@ -188,6 +208,9 @@ async def say_step(
         if options:
             body += "\n\n" + "\n".join(f"- `{option}`" for option in options)
         await a.linear.create_comment(id=activity_id, issue_id=issue_id, body=body)
+    else:
+        return
+    await _log_line(issue_id, kind, body, entry_id=activity_id)
 
 
 @DBOS.step()
@@ -227,6 +250,7 @@ async def rank_repositories_step(issue_id: str, session_id: str | None) -> list[
 async def comment_step(issue_id: str, comment_id: str, body: str) -> None:
     """Comment on an issue (the client-chosen id makes a repeat find, not duplicate, it)."""
     await adapters().linear.create_comment(id=comment_id, issue_id=issue_id, body=body)
+    await _log_line(issue_id, "comment", body, entry_id=comment_id)
 
 
 @DBOS.step()
@@ -372,10 +396,13 @@ async def follow_run_step(
     """Follow a run to its end and record what it cost (once, by entry id)."""
     a = adapters()
     workdir = handle.get("workdir")
+    run_workflow_id = DBOS.workflow_id
 
     async def on_progress(kind: str, text: str) -> None:
         if workdir:  # Linear sees paths in the repository, never the daemon's own
             text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
+        if text.strip():
+            await _log_line(cost["issue_id"], kind, text, run_workflow_id=run_workflow_id)
         if session_id and text.strip():
             if kind == "action":
                 a.coalescer.note_action(session_id, action=text[:200], parameter="")

@@ -1,0 +1,99 @@
+"""The daily report posted on Linear where configured: once per day and issue, over real
+HTTP against the Linear stand-in (schema-validated), and by the real daemon across a
+restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from edge_worker.linear.client import LinearClient
+from edge_worker.linear.errors import LinearError
+from edge_worker.reporting.daily_report_post import (
+    CHECKED_EVENT,
+    POSTED_EVENT,
+    post_report,
+    report_comment_id,
+)
+from edge_worker.sandbox.linear import LinearStandIn
+from edge_worker.sandbox.world import SandboxWorld
+from tests.support.e2e import running, wait_until
+
+pytest_plugins = ("tests.support.linear_fixtures",)
+
+DAY = date(2026, 3, 1)
+
+
+async def test_the_report_comment_is_posted_once_per_day_and_issue(
+    standin: LinearStandIn, make_client: Callable[..., LinearClient]
+) -> None:
+    issue = standin.store.add_issue("Daily reports")
+    client = make_client()
+    first = await post_report(client, issue.identifier, DAY, "# Report of 2026-03-01")
+    again = await post_report(client, issue.identifier, DAY, "# Report of 2026-03-01")
+    assert first == again == report_comment_id(DAY, issue.identifier)  # a repeat finds it
+    await post_report(client, issue.identifier, date(2026, 3, 2), "# Report of 2026-03-02")
+    bodies = [c.body for c in standin.store.comments_on(issue.id)]
+    assert bodies == ["# Report of 2026-03-01", "# Report of 2026-03-02"]
+
+
+async def test_an_unknown_issue_is_a_clear_error_and_posts_nothing(
+    standin: LinearStandIn, make_client: Callable[..., LinearClient]
+) -> None:
+    with pytest.raises(LinearError):
+        await post_report(make_client(), "NOPE-404", DAY, "# Report")
+    assert not standin.store.comments
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[SandboxWorld]:
+    with SandboxWorld(tmp_path / "world") as started:
+        yield started
+
+
+def _events(log: str, event: str) -> list[dict[str, str]]:
+    found = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                found.append(record)
+    return found
+
+
+def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    issue = world.linear.store.add_issue("Daily reports")
+    env = {
+        "EDGE_WORKER_CONSOLE__REPORT_LINEAR_ISSUE": issue.identifier,
+        "EDGE_WORKER_LOG_LEVEL": "debug",
+    }
+    with running(world, tmp_path / "state", **env) as e2e:
+        wait_until(lambda: _events(e2e.log(), POSTED_EVENT), 60)
+        day = _events(e2e.log(), POSTED_EVENT)[0]["day"]
+        printed = subprocess.run(
+            [sys.executable, "-m", "edge_worker.cli", "report", "--day", day],
+            env=e2e.daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        comments = world.linear.store.comments_on(issue.id)
+        assert [c.body.strip() for c in comments] == [printed.strip()]
+        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 1, 60)
+        e2e.daemon.kill()  # a crash; the new daemon appends to the same log file
+        e2e.restart()
+        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 2, 60)
+        assert len(world.linear.store.comments_on(issue.id)) == 1  # not posted again
+        assert len(_events(e2e.log(), POSTED_EVENT)) == 1
