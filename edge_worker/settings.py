@@ -213,6 +213,30 @@ class WorktreeSettings(BaseModel):
     keep_failed_days: float = Field(7.0, ge=0)
 
 
+class AlertSettings(BaseModel):
+    """Human alerts outside Linear; a channel is on when its URL or token is set.
+
+    Each credential is given directly or as a file holding it (the file wins when both
+    are set). None of them is ever logged or shown in an alert.
+    """
+
+    slack_webhook_url: SecretStr | None = None
+    slack_webhook_url_file: Path | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_bot_token_file: Path | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    per_channel_per_minute: int = Field(20, ge=1)
+    retry_attempts: int = Field(5, ge=1)
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    unavailable_minutes: float = Field(15.0, gt=0)
+    """Linear or Codegen unreachable this long raises one alert per outage."""
+
+
 Strategy = Literal["local-only", "cloud-only", "hybrid-smart", "hybrid-parallel", "cost-optimized"]
 
 
@@ -260,6 +284,7 @@ class Settings(BaseSettings):
     worktrees: WorktreeSettings = WorktreeSettings()
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    alerts: AlertSettings = AlertSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 
