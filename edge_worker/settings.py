@@ -237,6 +237,16 @@ class AlertSettings(BaseModel):
     """Linear or Codegen unreachable this long raises one alert per outage."""
 
 
+class RecoverySettings(BaseModel):
+    """Recovery from known agent failures (``edge_worker/executors/recovery.py``)."""
+
+    enabled: bool = True
+    max_wait_seconds: float = Field(6 * 3600.0, ge=0)
+    """A usage limit resetting later than this moves the sub-task to another executor."""
+    overload_wait_seconds: float = Field(30.0, ge=0)
+    """The first pause after an overloaded model (doubled on each repeat)."""
+
+
 Strategy = Literal["local-only", "cloud-only", "hybrid-smart", "hybrid-parallel", "cost-optimized"]
 
 
@@ -285,6 +295,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     attachments: AttachmentSettings = AttachmentSettings()
     alerts: AlertSettings = AlertSettings()
+    recovery: RecoverySettings = RecoverySettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

@@ -93,6 +93,8 @@ class Task(BaseModel):
     """Files of the issue; local executors put them in the worktree (see task_prompt)."""
     limits: TaskLimits = TaskLimits()
     attempt: int = 1
+    extra_args: list[str] = []
+    """Flags a recovery added to a local CLI's command line (see ``executors/recovery``)."""
 
 
 class RunHandle(BaseModel):

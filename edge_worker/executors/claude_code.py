@@ -52,7 +52,7 @@ def claude_argv(
         argv += ["--disallowedTools", ",".join(settings.disallowed_tools)]
     if task.role_prompt.strip():
         argv += ["--append-system-prompt", task.role_prompt]
-    return argv
+    return argv + task.extra_args
 
 
 class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):

@@ -57,6 +57,7 @@ def codex_argv(
     prompt: str,
     resume_session: str | None = None,
     images: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The Codex command line (pure). ``images`` (paths) are attached to the prompt as
     image input, in the ``--image=a,b`` form so the variadic option cannot swallow the
@@ -66,6 +67,7 @@ def codex_argv(
         argv += ["--model", settings.model]
     if images:
         argv.append("--image=" + ",".join(images))
+    argv += extra_args
     if resume_session:
         argv += ["resume", resume_session]
     return [*argv, as_positional(prompt)]
@@ -107,6 +109,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
             prompt=prompt,
             resume_session=resume_session,
             images=images,
+            extra_args=task.extra_args,
         )
 
     def new_parser(self) -> StreamParser:

@@ -43,7 +43,7 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import edits, steps, texts
+from edge_worker.orchestration import edits, recovery_steps, steps, texts
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
 from edge_worker.orchestration.attachments import AttachmentRef
@@ -362,6 +362,9 @@ class _SubtaskRun:
         self.before = int(spec.get("iterations_before") or 0)
         self.continues = 0
         self.note: str | None = spec.get("note")
+        self.recoveries: list[dict[str, Any]] = []
+        self.switch_reason: str | None = None
+        self.escalated = False
 
     def cost(self, step: str, attempt: int, kind: str) -> dict[str, Any]:
         return steps.cost_fields(
@@ -402,11 +405,14 @@ class _SubtaskRun:
             await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
         self.iterations = 1
         await self._follow("run", "run")
+        if self.switch_reason is not None:
+            return await self._switch()
         status = await self._judge()
         while (
             status == "failed"
             and self.iterations <= spec["max_iterations"]
             and _resumable(self.result)
+            and not self.escalated
         ):
             blocked_by = await self._budget_block()
             if blocked_by is not None:
@@ -421,6 +427,8 @@ class _SubtaskRun:
             await DBOS.set_event_async("handle", self.handle)
             self.iterations += 1
             await self._follow("resume", "resume")
+            if self.switch_reason is not None:
+                return await self._switch()
             status = await self._judge()
         finished_at = await steps.now_step()
         return await self._finish(status, finished_at - started_at)
@@ -467,6 +475,15 @@ class _SubtaskRun:
             # The handle outlives the worktree (and the transcript in it): keep the session
             # on it, so feedback after the sub-task ended can still resume that session.
             await self._set_handle({**self.handle, "session_id": session})
+        await recovery_steps.recover(self)
+
+    async def _switch(self) -> dict[str, Any]:
+        """A recovery moved the sub-task to another executor: report this one unavailable."""
+        await steps.release_run_step(self.executor, self.handle, False)
+        await steps.track_subtask_step(
+            self.issue_id, self.key, self.workflow_id, "unavailable", self.executor
+        )
+        return {"key": self.key, "status": "unavailable", "reason": self.switch_reason}
 
     async def _judge(self) -> str:
         """The sub-task's status after the current run: over its budget, or verified."""
@@ -541,6 +558,7 @@ class _SubtaskRun:
             "verification": verification_summary(evidence),
             "summary": result.get("summary") or result.get("error") or "",
             "note": self.note,
+            "recoveries": self.recoveries,
         }
         if spec.get("sub_issue_id"):
             await steps.finish_subissue_step(
