@@ -92,16 +92,18 @@ async def run_notifier(
         return sent
 
 
-def test_same_occurrence_has_one_key_and_a_message_without_secrets() -> None:
-    first = budget_event("2026-12-04", "$7.50", "$10.00", exhausted=False, percent=75)
-    again = budget_event("2026-12-04", "$7.60", "$10.00", exhausted=False, percent=75)
-    full = budget_event("2026-12-04", "$10.00", "$10.00", exhausted=True, percent=100)
-    next_day = budget_event("2026-12-05", "$7.50", "$10.00", exhausted=False, percent=75)
+def test_same_occurrence_has_one_key_and_a_readable_message() -> None:
+    detail = "Today's spend is $7.50 of the $10.00 daily budget (75%)."
+    first = budget_event("2026-12-04", detail, exhausted=False)
+    again = budget_event("2026-12-04", "Today's spend is $7.60.", exhausted=False)
+    full = budget_event("2026-12-04", detail, exhausted=True)
+    next_day = budget_event("2026-12-05", detail, exhausted=False)
     assert first.dedupe_key == again.dedupe_key
     assert len({first.dedupe_key, full.dedupe_key, next_day.dedupe_key}) == 3
     message = render(first)
-    assert message.title == "Day budget at 75%"
-    assert "$7.50 of the $10.00 day budget for 2026-12-04" in message.text
+    assert message.title == "Day budget warning for 2026-12-04"
+    assert message.text == detail
+    assert AlertEvent.from_json(escalation().as_json()) == escalation()
 
 
 def test_an_alert_reaches_each_channel_once_in_its_format(

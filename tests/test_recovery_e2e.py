@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from edge_worker.executors.recovery import REASON_BOUND, REASON_NOT_GIT, REASON_USAGE_LIMIT
+from edge_worker.sandbox.alert_receivers import AlertInbox, alert_receivers_app
 from edge_worker.sandbox.demo_plan import demo_plan
+from edge_worker.sandbox.server import serve_in_thread
 from edge_worker.sandbox.world import SandboxWorld, solved_runs
 from tests.support.e2e import running
 
@@ -20,6 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 KEY = "add-function"
 NOT_GIT = "Not inside a trusted directory and --skip-git-repo-check was not specified."
 RESET_AFTER_SECONDS = 3
+TOKEN = "1:unused"
+SECRET = "alert-signing-secret"
 
 
 def one_subtask(
@@ -80,12 +84,24 @@ def test_a_usage_limit_continues_the_same_session_after_its_reset_time(tmp_path:
 
 def test_an_overloaded_model_is_retried_within_its_bound_then_escalated(tmp_path: Path) -> None:
     overloaded = {"stderr": 'API Error: 529 {"error":{"type":"overloaded_error"}}'}
-    state, report, calls, result = one_subtask(
-        tmp_path,
-        [{"fail": overloaded}],  # the last run repeats: overloaded for good
-        EDGE_WORKER_STRATEGY="local-only",
-        EDGE_WORKER_RECOVERY__OVERLOAD_WAIT_SECONDS="0.05",
-    )
+    inbox = AlertInbox(telegram_token=TOKEN, webhook_secret=SECRET)
+    with serve_in_thread(alert_receivers_app(inbox)) as alerts_url:
+        state, report, calls, result = one_subtask(
+            tmp_path,
+            [{"fail": overloaded}],  # the last run repeats: overloaded for good
+            EDGE_WORKER_STRATEGY="local-only",
+            EDGE_WORKER_RECOVERY__OVERLOAD_WAIT_SECONDS="0.05",
+            EDGE_WORKER_ALERTS__SLACK_WEBHOOK_URL=alerts_url + "/slack/services/T/B/x",
+            EDGE_WORKER_ALERTS__WEBHOOK_URL=alerts_url + "/webhook",
+            EDGE_WORKER_ALERTS__WEBHOOK_SECRET=SECRET,
+        )
     assert state == "failed", report
     assert len(calls) == 4  # the run and three recoveries, no more
-    assert REASON_BOUND.format(pattern="overloaded", times=3) in result
+    bound = REASON_BOUND.format(pattern="overloaded", times=3)
+    assert bound in result
+    # A human hears of it outside Linear: the sub-task and the issue, once each, per channel.
+    hooks = inbox.of("webhook")
+    assert sorted(hook["kind"] for hook in hooks) == ["issue_failed", "subtask_escalated"]
+    (escalated,) = [hook for hook in hooks if hook["kind"] == "subtask_escalated"]
+    assert bound in escalated["text"]
+    assert len(inbox.of("slack")) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class AlertKind(StrEnum):
@@ -26,8 +27,8 @@ class AlertKind(StrEnum):
 
 
 TITLES: dict[AlertKind, str] = {
-    AlertKind.BUDGET_DAY_WARNING: "Day budget at {percent}%",
-    AlertKind.BUDGET_DAY_EXHAUSTED: "Day budget used up",
+    AlertKind.BUDGET_DAY_WARNING: "Day budget warning for {day}",
+    AlertKind.BUDGET_DAY_EXHAUSTED: "Day budget used up for {day}",
     AlertKind.SUBTASK_ESCALATED: "Sub-task {subject} needs a human",
     AlertKind.ISSUE_FAILED: "Issue {subject} failed",
     AlertKind.SERVICE_UNAVAILABLE: "{subject} unavailable",
@@ -35,21 +36,16 @@ TITLES: dict[AlertKind, str] = {
 }
 
 BODIES: dict[AlertKind, str] = {
-    AlertKind.BUDGET_DAY_WARNING: (
-        "Spent {spent} of the {limit} day budget for {day}; new work stops at the limit."
-    ),
-    AlertKind.BUDGET_DAY_EXHAUSTED: (
-        "Spent {spent} of the {limit} day budget for {day}; no new work starts until tomorrow "
-        "or a larger budget."
-    ),
+    AlertKind.BUDGET_DAY_WARNING: "{detail}",
+    AlertKind.BUDGET_DAY_EXHAUSTED: "{detail}",
     AlertKind.SUBTASK_ESCALATED: "{reason}",
     AlertKind.ISSUE_FAILED: "{reason}",
     AlertKind.SERVICE_UNAVAILABLE: (
         "{subject} has not answered for {minutes} minutes; work waits and retries."
     ),
     AlertKind.APP_REVOKED: (
-        "The workspace {subject} removed the app; its issues are not worked on until it is "
-        "installed again."
+        "The Linear workspace removed the app or revoked its access; no issue is worked on "
+        "until it is installed again."
     ),
 }
 
@@ -71,6 +67,26 @@ class AlertEvent:
     occurrence: str = ""
     facts: dict[str, str] = field(default_factory=dict)
     link: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data (a workflow step's argument)."""
+        return {
+            "kind": self.kind.value,
+            "subject": self.subject,
+            "occurrence": self.occurrence,
+            "facts": dict(self.facts),
+            "link": self.link,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AlertEvent:
+        return cls(
+            AlertKind(data["kind"]),
+            str(data["subject"]),
+            str(data.get("occurrence") or ""),
+            {str(k): str(v) for k, v in (data.get("facts") or {}).items()},
+            data.get("link"),
+        )
 
     @property
     def dedupe_key(self) -> str:
@@ -101,14 +117,12 @@ class _Facts(dict[str, str]):
         return "?"
 
 
-def budget_event(day: str, spent: str, limit: str, *, exhausted: bool, percent: int) -> AlertEvent:
-    """The day-budget alert for ``day`` (one per day and threshold)."""
+def budget_event(day: str, detail: str, *, exhausted: bool) -> AlertEvent:
+    """The day-budget alert for ``day`` (one per day and threshold); ``detail`` is the
+    sentence said on Linear (spent and limit)."""
     kind = AlertKind.BUDGET_DAY_EXHAUSTED if exhausted else AlertKind.BUDGET_DAY_WARNING
     return AlertEvent(
-        kind=kind,
-        subject="day-budget",
-        occurrence=day,
-        facts={"day": day, "spent": spent, "limit": limit, "percent": str(percent)},
+        kind=kind, subject="day-budget", occurrence=day, facts={"day": day, "detail": detail}
     )
 
 

@@ -28,6 +28,7 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from edge_worker import services
+from edge_worker.alerts import hooks as alerts
 from edge_worker.costs.budget import (
     DAILY_BUDGET_REACHED,
     DAY_WARNING_TEXT,
@@ -579,6 +580,8 @@ class _SubtaskRun:
             )
         for url in result.get("pr_urls") or []:
             await self._link(texts.PR_LINK_LABEL.format(name=self._name()), str(url))
+        if status == "failed":
+            await alerts.subtask_escalated(self._name(), self.workflow_id, self.note)
         await steps.release_run_step(self.executor, self.handle, status == "passed")
         await steps.track_subtask_step(
             self.issue_id, self.key, self.workflow_id, status, self.executor
@@ -889,6 +892,8 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
 async def _finish(o: _Orchestration, state: ReportState, message: str | None = None) -> str:
     if message:
         o.note(message)
+    if state == "failed":
+        await alerts.issue_failed(o.identifier or o.issue_id, o.workflow_id, message)
     # After a stop the session gets one final activity and Linear nothing else (Linear's
     # stop signal); in user mode the report is the only place that says it stopped.
     quiet = state == "stopped" and o.session_id is not None
@@ -1015,6 +1020,7 @@ async def _orchestrate(o: _Orchestration) -> str:
         text = texts.DAY_BLOCKED_NEW_ISSUE.format(
             spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
         )
+        await alerts.day_budget(str(money["today"]), text, exhausted=True)
         return await _finish(o, "over_budget", text)
     if early_stop is not None:
         o.stopped_by = early_stop.get("actor_name") or "a user"
@@ -1411,6 +1417,7 @@ async def warn_day_budget(issue_id: str, day: str, text: str) -> None:
     """
     log.warning("daily budget warning", day=day, message=text)
     await steps.comment_step(issue_id, stable_uuid4("budget-day-warning", day), text)
+    await alerts.day_budget(day, text, exhausted=False)
 
 
 async def _warn_day_once(o: _Orchestration) -> None:
@@ -1560,6 +1567,8 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             for record in o.progress.tasks.values():
                 if record.status == "pending":
                     record.status, record.note = "over_budget", DAILY_BUDGET_REACHED
+            today = str((await steps.money_step(o.issue_id))["today"])
+            await alerts.day_budget(today, texts.DAY_BLOCKED, exhausted=True)
             return await _finish(o, "over_budget", texts.DAY_BLOCKED)
         if budget_reason is not None and not o.progress.running():
             if asked_budget:
