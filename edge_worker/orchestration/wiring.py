@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edge_worker.alerts.outages import OutageTracker, outage_reporter
 from edge_worker.costs.budget import BudgetLimits
 from edge_worker.costs.ledger import Ledger
 from edge_worker.costs.prices import price_usage, prices_from_settings
@@ -92,6 +93,9 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         transient_attempts=None,
         transient_timeout=settings.linear.outage_patience_seconds,
         transient_wait_max=60.0,
+        on_health=outage_reporter(
+            OutageTracker("Linear", settings.alerts.unavailable_minutes * 60.0)
+        ),
     )
     worktrees = WorktreeManager(
         worktree_root(settings), keep_failed_days=settings.worktrees.keep_failed_days
