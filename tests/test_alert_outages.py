@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import stamina
 from pydantic import SecretStr
@@ -14,8 +15,11 @@ from pydantic import SecretStr
 from edge_worker import services
 from edge_worker.alerts.events import AlertKind
 from edge_worker.alerts.outages import OutageTracker, outage_reporter
+from edge_worker.executors.codegen_api import CodegenClient
+from edge_worker.executors.rate_limit import OrgRateLimiter
 from edge_worker.linear.client import LinearClient
 from edge_worker.sandbox.alert_receivers import AlertInbox, alert_receivers_app
+from edge_worker.sandbox.codegen import CodegenStandIn
 from edge_worker.sandbox.linear import LinearStandIn
 from edge_worker.sandbox.server import serve_in_thread
 from edge_worker.settings import AlertSettings, Settings
@@ -95,3 +99,24 @@ async def test_a_linear_outage_reaches_the_alert_receiver_once(
     assert hook["kind"] == "service_unavailable"
     assert hook["title"] == "Linear unavailable"
     engine.dispose()
+
+
+async def test_the_codegen_client_reports_failures_and_recovery() -> None:
+    stand_in = CodegenStandIn(org_id=7, api_token="codegen-token")
+    seen: list[bool] = []
+    with serve_in_thread(stand_in.app) as url:
+        async with httpx.AsyncClient(timeout=10) as http:
+            client = CodegenClient(
+                http,
+                base_url=url,
+                org_id=7,
+                api_token=SecretStr("codegen-token"),
+                limiter=OrgRateLimiter(10, 60),
+                wait_initial=0.01,
+                wait_jitter=0.0,
+                on_health=seen.append,
+            )
+            run = await client.create_run("do it", repo_id=None, metadata={})
+            stand_in.fail_next("get", 503, times=2)
+            await client.get_run(run.id)
+    assert seen == [True, False, False, True]

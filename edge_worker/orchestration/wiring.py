@@ -105,7 +105,12 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         "codex": CodexExecutor(settings.codex, worktrees, pricer=pricer),
     }
     if settings.codegen.org_id is not None and settings.codegen.api_token is not None:
-        executors["codegen"] = CodegenExecutor(settings)
+        executors["codegen"] = CodegenExecutor(
+            settings,
+            on_health=outage_reporter(
+                OutageTracker("Codegen", settings.alerts.unavailable_minutes * 60.0)
+            ),
+        )
     return Adapters(
         settings=settings,
         linear=linear,
