@@ -17,14 +17,16 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from edge_worker import services
 from edge_worker.alerts import outbox
 from edge_worker.alerts.channels import Channel
 from edge_worker.alerts.config import AlertConfigError, channels_from_settings
 from edge_worker.alerts.events import AlertEvent, AlertKind, budget_event, render
 from edge_worker.alerts.notifier import DeliveryPolicy, Notifier
+from edge_worker.alerts.steps import deliver_pending_forever
 from edge_worker.sandbox.alert_receivers import AlertInbox, alert_receivers_app
 from edge_worker.sandbox.server import serve_in_thread
-from edge_worker.settings import AlertSettings
+from edge_worker.settings import AlertSettings, Settings
 from edge_worker.storage.db import create_engine_for, create_tables
 from tests.support.pg import scratch_database
 
@@ -253,3 +255,32 @@ def test_channels_come_from_credential_files(tmp_path: Path) -> None:
     assert TOKEN not in str(caught.value)
     with pytest.raises(AlertConfigError, match="ALERTS__WEBHOOK_URL_FILE"):
         channels_from_settings(AlertSettings(webhook_url_file=tmp_path / "missing"))
+
+
+def test_the_daemons_background_sender_sends_what_the_outbox_still_holds(
+    engine: sa.Engine, inbox: AlertInbox, base_url: str
+) -> None:
+    settings = settings_for(base_url)
+    channels = [c for c in channels_from_settings(settings) if c.kind == "slack"]
+    only_slack = AlertSettings(slack_webhook_url=settings.slack_webhook_url)
+
+    async def decide_then_run_the_sender() -> None:
+        async with httpx.AsyncClient() as client:
+            Notifier(engine, channels, client, FAST).decide(escalation())
+        task = asyncio.create_task(deliver_pending_forever(interval_seconds=0.05))
+        try:
+            for _ in range(200):
+                if inbox.of("slack"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+
+    previous = services._current
+    services.install(services.Services(Settings(alerts=only_slack), engine))
+    try:
+        asyncio.run(decide_then_run_the_sender())
+    finally:
+        services._current = previous
+    assert len(inbox.of("slack")) == 1
+    assert outbox.pending(engine) == []
