@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from edge_worker.executors.recovery import REASON_BOUND, REASON_NOT_GIT, REASON_USAGE_LIMIT
+from edge_worker.executors.recovery import (
+    REASON_BOUND,
+    REASON_LOGIN_EXPIRED,
+    REASON_NOT_GIT,
+    REASON_USAGE_LIMIT,
+)
 from edge_worker.sandbox.alert_receivers import AlertInbox, alert_receivers_app
 from edge_worker.sandbox.demo_plan import demo_plan
 from edge_worker.sandbox.server import serve_in_thread
@@ -105,3 +110,30 @@ def test_an_overloaded_model_is_retried_within_its_bound_then_escalated(tmp_path
     (escalated,) = [hook for hook in hooks if hook["kind"] == "subtask_escalated"]
     assert bound in escalated["text"]
     assert len(inbox.of("slack")) == 2
+
+
+def test_an_expired_login_moves_the_sub_task_to_another_executor(tmp_path: Path) -> None:
+    expired = {"stderr": "Invalid API key · Please run /login", "only": "claude"}
+    state, report, calls, _ = one_subtask(
+        tmp_path, [{**solved(), "fail": expired}], EDGE_WORKER_STRATEGY="local-only"
+    )
+    assert state == "done", report
+    assert [call["argv"][0] for call in calls] == ["claude", "codex"]
+    assert REASON_LOGIN_EXPIRED.format(executor="claude-code") in report
+
+
+def test_a_directory_refused_under_the_repository_is_allowed_on_relaunch(tmp_path: Path) -> None:
+    repository = tmp_path / "world" / "repo"  # SandboxWorld's demo repository
+    wanted = f"{repository}/shared"
+    refusal = {
+        "stderr": f"Error: {wanted} is outside the allowed working directories for this session",
+        "unless_flag": "--add-dir",
+    }
+    state, report, calls, _ = one_subtask(
+        tmp_path, [{**solved(), "fail": refusal}], EDGE_WORKER_STRATEGY="local-only"
+    )
+    assert state == "done", report
+    assert len(calls) == 2
+    assert "--add-dir" not in calls[0]["argv"]
+    flag = calls[1]["argv"].index("--add-dir")
+    assert calls[1]["argv"][flag + 1] == wanted

@@ -29,7 +29,8 @@ resume); the last entry repeats. A run may say:
   on stderr and exit before the first line (a refusal, an expired login, a usage limit),
   unless ``unless_flag`` is on the command line; ``{epoch+N}`` in the text becomes the Unix
   time N seconds from now (a usage limit's reset time). With ``"after_start": true`` the
-  failure comes after the session was announced (a limit hit mid-session).
+  failure comes after the session was announced (a limit hit mid-session); with
+  ``"only": "claude"`` (or ``"codex"``) only that CLI fails.
 
 State across invocations (calls, sessions) is kept in ``FAKE_AGENT_STATE`` (a directory), or
 in ``FAKE_AGENT_STATE_ROOT/<working directory's name>/`` (one directory per worktree that
@@ -206,6 +207,8 @@ def fail_if_scripted(run: dict[str, Any], argv: list[str], *, started: bool = Fa
     if not isinstance(failure, dict) or bool(failure.get("after_start")) != started:
         return
     if failure.get("unless_flag") and failure["unless_flag"] in argv:
+        return
+    if failure.get("only") and str(failure["only"]) not in Path(sys.argv[0]).name:
         return
     text = str(failure.get("stderr") or "scripted failure")
     for found in re.finditer(r"\{epoch\+(\d+)\}", text):
