@@ -5,6 +5,7 @@ outbox on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -284,3 +285,29 @@ def test_the_daemons_background_sender_sends_what_the_outbox_still_holds(
         services._current = previous
     assert len(inbox.of("slack")) == 1
     assert outbox.pending(engine) == []
+
+
+def test_serve_refuses_a_telegram_token_without_a_chat_id_and_never_prints_it(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGE_WORKER_")}
+    env |= {
+        "EDGE_WORKER_STATE_DIR": str(tmp_path / "state"),
+        "EDGE_WORKER_LINEAR__WEBHOOK_SECRET": "whsec",
+        "EDGE_WORKER_LINEAR__AGENT_USER_ID": "agent",
+        "EDGE_WORKER_LINEAR__API_KEY": "lin_api_x",
+        "EDGE_WORKER_PLANNER": "static",
+        "EDGE_WORKER_PLANNER_STATIC_PLAN": '{"summary": "s", "subtasks": []}',
+        "EDGE_WORKER_ALERTS__TELEGRAM_BOT_TOKEN": TOKEN,
+    }
+    refused = subprocess.run(
+        [sys.executable, "-m", "edge_worker.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "EDGE_WORKER_ALERTS__TELEGRAM_CHAT_ID" in refused.stderr
+    assert TOKEN not in refused.stdout + refused.stderr
