@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_worker import runtime, services
+from edge_worker.alerts.steps import deliver_pending_forever
 from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
 from edge_worker.executors.local_cli import LocalCliExecutor
@@ -191,6 +192,7 @@ def build_app(settings: Settings) -> Starlette:
         state.tasks.append(
             asyncio.create_task(_prepare_linear(adapters.linear), name="linear-token")
         )
+        state.tasks.append(asyncio.create_task(deliver_pending_forever(), name="alert-outbox"))
         log.info(
             "edge-worker ready", database=engine.dialect.name, executor_id=settings.executor_id
         )

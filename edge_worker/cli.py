@@ -52,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     import uvicorn
 
+    from edge_worker.alerts.config import AlertConfigError, channels_from_settings
     from edge_worker.app import build_app
     from edge_worker.console.access import ConsoleConfigError, load_tokens
     from edge_worker.logging import configure_logging
@@ -64,6 +65,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_tokens(settings.console)  # the console's tokens, checked before anything starts
         settings.mcp.bearer_token()  # and the MCP endpoint's
     except (ConsoleConfigError, McpConfigError) as exc:
+        print(f"edge-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        channels_from_settings(settings.alerts)  # alert channels, checked before the start
+    except AlertConfigError as exc:
         print(f"edge-worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)

@@ -300,6 +300,40 @@ class WorktreeSettings(BaseModel):
     keep_failed_days: float = Field(7.0, ge=0)
 
 
+class AlertSettings(BaseModel):
+    """Human alerts outside Linear; a channel is on when its URL or token is set.
+
+    Each credential is given directly or as a file holding it (the file wins when both
+    are set). None of them is ever logged or shown in an alert.
+    """
+
+    slack_webhook_url: SecretStr | None = None
+    slack_webhook_url_file: Path | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_bot_token_file: Path | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    webhook_url: SecretStr | None = None
+    webhook_url_file: Path | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    per_channel_per_minute: int = Field(20, ge=1)
+    retry_attempts: int = Field(5, ge=1)
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    unavailable_minutes: float = Field(15.0, gt=0)
+    """Linear or Codegen unreachable this long raises one alert per outage."""
+
+
+class RecoverySettings(BaseModel):
+    """Recovery from known agent failures (``edge_worker/executors/recovery.py``)."""
+
+    enabled: bool = True
+    max_wait_seconds: float = Field(6 * 3600.0, ge=0)
+    """A usage limit resetting later than this moves the sub-task to another executor."""
+    overload_wait_seconds: float = Field(30.0, ge=0)
+    """The first pause after an overloaded model (doubled on each repeat)."""
+
+
 Strategy = Literal["local-only", "cloud-only", "hybrid-smart", "hybrid-parallel", "cost-optimized"]
 
 
@@ -352,6 +386,8 @@ class Settings(BaseSettings):
     mcp: McpSettings = McpSettings()
     approval: ApprovalSettings = ApprovalSettings()
     review: ReviewSettings = ReviewSettings()
+    alerts: AlertSettings = AlertSettings()
+    recovery: RecoverySettings = RecoverySettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
 

@@ -97,6 +97,8 @@ class Task(BaseModel):
     attempt: int = 1
     agent: AgentProfile | None = None
     """The issue's agent configuration (model, tools, MCP servers...) for local CLIs."""
+    extra_args: list[str] = []
+    """Flags a recovery added to a local CLI's command line (see ``executors/recovery``)."""
 
 
 class RunHandle(BaseModel):

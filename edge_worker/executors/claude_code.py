@@ -61,7 +61,7 @@ def claude_argv(
         argv += ["--disallowedTools", ",".join(settings.disallowed_tools)]
     if task.role_prompt.strip():
         argv += ["--append-system-prompt", task.role_prompt]
-    return argv
+    return argv + task.extra_args
 
 
 MCP_DIR = "edge-worker-mcp"

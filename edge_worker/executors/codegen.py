@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -112,8 +112,10 @@ class CodegenExecutor:
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         retry_wait_initial: float = 0.5,
+        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_health = on_health
         self._config = settings.codegen
         self._http = http
         self._owns_http = http is None
@@ -239,6 +241,7 @@ class CodegenExecutor:
                 limiter=limiter,
                 wait_initial=self._retry_wait_initial,
                 wait_jitter=min(1.0, self._retry_wait_initial),
+                on_health=self._on_health,
             )
             self._poller = RunPoller(
                 self._client, interval=self._config.poll_interval_seconds, sleep=self._sleep

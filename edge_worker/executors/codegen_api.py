@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -171,6 +172,7 @@ class CodegenClient:
         wait_max: float = 30.0,
         wait_jitter: float = 1.0,
         max_retry_after: float = 300.0,
+        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/") + f"/v1/organizations/{org_id}"
@@ -182,6 +184,9 @@ class CodegenClient:
         self._wait_max = wait_max
         self._wait_jitter = wait_jitter
         self._max_retry_after = max_retry_after
+        self._on_health = on_health
+        """Told whether each attempt reached Codegen (outage alerts): ``False`` when it
+        could not be reached or answered 5xx."""
 
     async def create_run(
         self, prompt: str, *, repo_id: int | None, metadata: dict[str, Any]
@@ -231,12 +236,22 @@ class CodegenClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._send_once(
-                        kind, method, path, json=json, params=params, idempotent=idempotent
-                    )
+                    try:
+                        answer = await self._send_once(
+                            kind, method, path, json=json, params=params, idempotent=idempotent
+                        )
+                    except _Retryable:
+                        self._health(False)
+                        raise
+                    self._health(True)
+                    return answer
         except _Retryable as exc:
             raise CodegenUnreachable(exc.message, exc.status_code) from None
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    def _health(self, ok: bool) -> None:
+        if self._on_health is not None:
+            self._on_health(ok)
 
     async def _send_once(
         self,

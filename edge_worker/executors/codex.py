@@ -71,6 +71,7 @@ def codex_argv(
     resume_session: str | None = None,
     images: Sequence[str] = (),
     sandbox: str = DEFAULT_SANDBOX,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The Codex command line (pure). ``images`` (paths) are attached to the prompt as
     image input, in the ``--image=a,b`` form so the variadic option cannot swallow the
@@ -80,6 +81,7 @@ def codex_argv(
         argv += ["--model", settings.model]
     if images:
         argv.append("--image=" + ",".join(images))
+    argv += extra_args
     if resume_session:
         argv += ["resume", resume_session]
     return [*argv, as_positional(prompt)]
@@ -129,6 +131,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
             resume_session=resume_session,
             images=images,
             sandbox=(agent.permission_mode if agent else None) or DEFAULT_SANDBOX,
+            extra_args=task.extra_args,
         )
 
     async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:

@@ -23,7 +23,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -81,6 +81,10 @@ class _ServerError(Exception):
         self.retry_after = retry_after
 
 
+_OUTAGE_ERRORS = (_ServerError, httpx.TransportError)
+"""What counts as Linear being unavailable (for outage alerts)."""
+
+
 def _transient(exc: Exception) -> bool | float:
     """stamina's retry predicate: retry network errors and 5xx (honouring Retry-After)."""
     if isinstance(exc, _ServerError):
@@ -125,6 +129,7 @@ class LinearClient:
         transient_attempts: int | None = 5,
         transient_timeout: float = 120.0,
         transient_wait_max: float = 10.0,
+        on_health: Callable[[bool], None] | None = None,
     ) -> None:
         self._settings = settings
         self._clock: Clock = clock or SystemClock()
@@ -142,6 +147,9 @@ class LinearClient:
         self._transient_attempts = transient_attempts
         self._transient_timeout = transient_timeout
         self._transient_wait_max = transient_wait_max
+        self._on_health = on_health
+        """Told of each request's transport outcome (outage alerts); ``False`` on a network
+        error or 5xx, ``True`` when Linear answered."""
         self.rate_limit = RateLimitSnapshot()
         self._viewer: Viewer | None = None
         self._known_marked_comments: set[str] = set()
@@ -218,7 +226,15 @@ class LinearClient:
                 wait_max=self._transient_wait_max,
             ):
                 with attempt:
-                    return await self._send_once(operation, body, priority)
+                    try:
+                        answer = await self._send_once(operation, body, priority)
+                    except Exception as exc:
+                        if self._on_health is not None:
+                            self._on_health(not isinstance(exc, _OUTAGE_ERRORS))
+                        raise
+                    if self._on_health is not None:
+                        self._on_health(True)
+                    return answer
         except _ServerError as exc:
             raise LinearUnavailable(f"Linear {operation} kept failing: {exc}") from None
         except httpx.TransportError as exc:

@@ -35,6 +35,8 @@ import sqlalchemy as sa
 import structlog
 from dbos import DBOS, SetWorkflowID
 
+from edge_worker.alerts.hooks import app_revoked_event
+from edge_worker.alerts.steps import send_alert
 from edge_worker.orchestration.answers import FirstAnswers, first_activity
 from edge_worker.orchestration.lifecycle import handle_lifecycle
 from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
@@ -123,6 +125,9 @@ class Dispatcher:
             for row, trigger in zip(rows, triggers, strict=True):
                 scope = lifecycle_scope(trigger.get("context"))
                 if scope == SCOPE_APP_REVOKED and not revoked:
+                    # Decided before the revocation is recorded: a crash in between alerts
+                    # again under the same key, which the outbox turns into one alert.
+                    await send_alert(app_revoked_event("linear", row.delivery_id))
                     await asyncio.to_thread(self._mark_revoked, trigger)
                     revoked = True
                     log.error(APP_REVOKED_LOG, delivery_id=row.delivery_id)

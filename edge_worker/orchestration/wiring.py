@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edge_worker.alerts.outages import OutageTracker, outage_reporter
 from edge_worker.costs.budget import BudgetLimits
 from edge_worker.costs.ledger import Ledger
 from edge_worker.costs.prices import price_usage, prices_from_settings
@@ -93,6 +94,9 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         transient_attempts=None,
         transient_timeout=settings.linear.outage_patience_seconds,
         transient_wait_max=60.0,
+        on_health=outage_reporter(
+            OutageTracker("Linear", settings.alerts.unavailable_minutes * 60.0)
+        ),
     )
     worktrees = WorktreeManager(
         worktree_root(settings), keep_failed_days=settings.worktrees.keep_failed_days
@@ -103,7 +107,12 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         "gemini": GeminiExecutor(settings.gemini, worktrees, pricer=pricer),
     }
     if settings.codegen.org_id is not None and settings.codegen.api_token is not None:
-        executors["codegen"] = CodegenExecutor(settings)
+        executors["codegen"] = CodegenExecutor(
+            settings,
+            on_health=outage_reporter(
+                OutageTracker("Codegen", settings.alerts.unavailable_minutes * 60.0)
+            ),
+        )
     return Adapters(
         settings=settings,
         linear=linear,

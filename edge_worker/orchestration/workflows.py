@@ -28,6 +28,7 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from edge_worker import services
+from edge_worker.alerts import hooks as alerts
 from edge_worker.costs.budget import (
     DAILY_BUDGET_REACHED,
     DAY_WARNING_TEXT,
@@ -48,6 +49,7 @@ from edge_worker.orchestration import (
     approval,
     approval_flow,
     edits,
+    recovery_steps,
     review,
     review_steps,
     steps,
@@ -373,6 +375,9 @@ class _SubtaskRun:
         self.continues = 0
         self.note: str | None = spec.get("note")
         self.review: dict[str, Any] | None = None
+        self.recoveries: list[dict[str, Any]] = []
+        self.switch_reason: str | None = None
+        self.escalated = False
 
     def cost(self, step: str, attempt: int, kind: str) -> dict[str, Any]:
         return steps.cost_fields(
@@ -413,11 +418,14 @@ class _SubtaskRun:
             await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
         self.iterations = 1
         await self._follow("run", "run")
+        if self.switch_reason is not None:
+            return await self._switch()
         status = await self._judge()
         while (
             status == "failed"
             and self.iterations <= spec["max_iterations"]
             and _resumable(self.result)
+            and not self.escalated
         ):
             blocked_by = await self._budget_block()
             if blocked_by is not None:
@@ -432,6 +440,8 @@ class _SubtaskRun:
             await DBOS.set_event_async("handle", self.handle)
             self.iterations += 1
             await self._follow("resume", "resume")
+            if self.switch_reason is not None:
+                return await self._switch()
             status = await self._judge()
         status = await review_steps.peer_review(self, status)
         finished_at = await steps.now_step()
@@ -492,6 +502,15 @@ class _SubtaskRun:
             # The handle outlives the worktree (and the transcript in it): keep the session
             # on it, so feedback after the sub-task ended can still resume that session.
             await self._set_handle({**self.handle, "session_id": session})
+        await recovery_steps.recover(self)
+
+    async def _switch(self) -> dict[str, Any]:
+        """A recovery moved the sub-task to another executor: report this one unavailable."""
+        await steps.release_run_step(self.executor, self.handle, False)
+        await steps.track_subtask_step(
+            self.issue_id, self.key, self.workflow_id, "unavailable", self.executor
+        )
+        return {"key": self.key, "status": "unavailable", "reason": self.switch_reason}
 
     async def _judge(self) -> str:
         """The sub-task's status after the current run: over its budget, or verified."""
@@ -567,6 +586,7 @@ class _SubtaskRun:
             "summary": result.get("summary") or result.get("error") or "",
             "note": _join(self.note, review.report_cell(self.review) or None),
             "review": self.review,
+            "recoveries": self.recoveries,
         }
         if spec.get("sub_issue_id"):
             await steps.finish_subissue_step(
@@ -588,6 +608,8 @@ class _SubtaskRun:
             )
         for url in result.get("pr_urls") or []:
             await self._link(texts.PR_LINK_LABEL.format(name=self._name()), str(url))
+        if status == "failed":
+            await alerts.subtask_escalated(self._name(), self.workflow_id, self.note)
         await steps.release_run_step(self.executor, self.handle, status == "passed")
         await steps.track_subtask_step(
             self.issue_id, self.key, self.workflow_id, status, self.executor
@@ -912,6 +934,8 @@ async def _drain_messages(o: _Orchestration) -> dict[str, Any] | None:
 async def _finish(o: _Orchestration, state: ReportState, message: str | None = None) -> str:
     if message:
         o.note(message)
+    if state == "failed":
+        await alerts.issue_failed(o.identifier or o.issue_id, o.workflow_id, message)
     # After a stop the session gets one final activity and Linear nothing else (Linear's
     # stop signal); in user mode the report is the only place that says it stopped.
     quiet = state == "stopped" and o.session_id is not None
@@ -1038,6 +1062,7 @@ async def _orchestrate(o: _Orchestration) -> str:
         text = texts.DAY_BLOCKED_NEW_ISSUE.format(
             spent=format_usd(day_spent), limit=format_usd(o.limits.per_day)
         )
+        await alerts.day_budget(str(money["today"]), text, exhausted=True)
         return await _finish(o, "over_budget", text)
     if early_stop is not None:
         o.stopped_by = early_stop.get("actor_name") or "a user"
@@ -1477,6 +1502,7 @@ async def warn_day_budget(issue_id: str, day: str, text: str) -> None:
     """
     log.warning("daily budget warning", day=day, message=text)
     await steps.comment_step(issue_id, stable_uuid4("budget-day-warning", day), text)
+    await alerts.day_budget(day, text, exhausted=False)
 
 
 async def _warn_day_once(o: _Orchestration) -> None:
@@ -1630,6 +1656,8 @@ async def _execute(o: _Orchestration, deadline: float) -> str:
             for record in o.progress.tasks.values():
                 if record.status == "pending":
                     record.status, record.note = "over_budget", DAILY_BUDGET_REACHED
+            today = str((await steps.money_step(o.issue_id))["today"])
+            await alerts.day_budget(today, texts.DAY_BLOCKED, exhausted=True)
             return await _finish(o, "over_budget", texts.DAY_BLOCKED)
         if budget_reason is not None and not o.progress.running():
             if asked_budget:

@@ -25,6 +25,12 @@ resume); the last entry repeats. A run may say:
 - ``junk``: lines that are not JSON, printed along the way; ``stderr``: text for stderr.
 - ``dump_env``: a path where the process writes its environment as JSON.
 - ``delay_seconds``: a pause between lines.
+- ``fail``: ``{"stderr": text, "exit_code": 1, "unless_flag": "--flag"}``: print ``text``
+  on stderr and exit before the first line (a refusal, an expired login, a usage limit),
+  unless ``unless_flag`` is on the command line; ``{epoch+N}`` in the text becomes the Unix
+  time N seconds from now (a usage limit's reset time). With ``"after_start": true`` the
+  failure comes after the session was announced (a limit hit mid-session); with
+  ``"only": "claude"`` (or ``"codex"``) only that CLI fails.
 
 State across invocations (calls, sessions) is kept in ``FAKE_AGENT_STATE`` (a directory), or
 in ``FAKE_AGENT_STATE_ROOT/<working directory's name>/`` (one directory per worktree that
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +200,24 @@ def die_if_scripted_at_start(run: dict[str, Any]) -> None:
         os._exit(int(run.get("exit_code", 137)))
 
 
+def fail_if_scripted(run: dict[str, Any], argv: list[str], *, started: bool = False) -> None:
+    """Exit with the scripted failure text unless its ``unless_flag`` was given
+    (``started``: the session was announced; only an ``after_start`` failure fires then)."""
+    failure = run.get("fail")
+    if not isinstance(failure, dict) or bool(failure.get("after_start")) != started:
+        return
+    if failure.get("unless_flag") and failure["unless_flag"] in argv:
+        return
+    if failure.get("only") and str(failure["only"]) not in Path(sys.argv[0]).name:
+        return
+    text = str(failure.get("stderr") or "scripted failure")
+    for found in re.finditer(r"\{epoch\+(\d+)\}", text):
+        text = text.replace(found.group(0), str(int(time.time()) + int(found.group(1))))
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+    raise SystemExit(int(failure.get("exit_code", 1)))
+
+
 def misbehave(run: dict[str, Any]) -> None:
     """Hang or crash when the scenario says so (returns only for ``normal``)."""
     behaviour = run.get("behaviour", "normal")
@@ -228,5 +253,6 @@ def record_call(
             "cwd": os.getcwd(),
             "pid": os.getpid(),
             "pgid": os.getpgid(0),
+            "started_at": time.time(),
         }
     )

@@ -203,6 +203,7 @@ def main(argv: list[str]) -> int:
     kit.save_state(state_file, state)
     kit.dump_env(run)
     kit.die_if_scripted_at_start(run)
+    kit.fail_if_scripted(run, argv)
 
     started = time.monotonic()
     model = args.model or str(scenario.get("model") or DEFAULT_MODEL)
@@ -227,6 +228,7 @@ def main(argv: list[str]) -> int:
             "output_style": "default",
         }
     )
+    kit.fail_if_scripted(run, argv, started=True)
     exit_code = work(args, run, cwd, session, started)
     kit.save_state(state_file, state)  # the session's totals, for a later --resume
     return exit_code

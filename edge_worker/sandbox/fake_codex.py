@@ -134,6 +134,7 @@ def main(argv: list[str]) -> int:
     kit.save_state(state_file, state)
     kit.dump_env(run)
     kit.die_if_scripted_at_start(run)
+    kit.fail_if_scripted(run, argv)
 
     if run.get("stderr"):
         sys.stderr.write(str(run["stderr"]) + "\n")
@@ -143,6 +144,7 @@ def main(argv: list[str]) -> int:
     delay = float(run.get("delay_seconds", 0.0))
     kit.print_junk(run)
     kit.emit({"type": "thread.started", "thread_id": thread_id}, delay)
+    kit.fail_if_scripted(run, argv, started=True)
     if run.get("notice"):
         notice = {"id": "item_notice", "type": "error", "message": str(run["notice"])}
         kit.emit({"type": "item.completed", "item": notice}, delay)

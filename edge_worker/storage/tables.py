@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import edge_worker.alerts.outbox
 import edge_worker.costs.ledger
 import edge_worker.storage.access
 import edge_worker.storage.activity_log
