@@ -27,6 +27,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge_worker.delivery.settings import DeliverySettings, GitHubSettings
+
 ENV_PREFIX = "EDGE_WORKER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,6 +192,8 @@ class Repository(BaseModel):
     """``owner/name`` on the Git host, for Linear's repository suggestions (which rank the
     choices when the daemon asks which repository an issue is about)."""
     hostname: str = "github.com"
+    delivery: DeliverySettings | None = None
+    """Push verified local work and open pull requests (``[repositories.delivery]``)."""
 
 
 class AttachmentSettings(BaseModel):
@@ -262,6 +266,7 @@ class Settings(BaseSettings):
     attachments: AttachmentSettings = AttachmentSettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
+    github: GitHubSettings = GitHubSettings()
 
     _split = field_validator("allowed_teams", "allowed_users", mode="before")(_split_commas)
 

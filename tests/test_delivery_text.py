@@ -50,3 +50,12 @@ def test_the_base_is_the_dependency_branch_only_while_it_is_unmerged() -> None:
     assert text.base_branch("main", None, False) == "main"
     assert text.base_branch("main", "edge-worker/ENG-7-db", False) == "edge-worker/ENG-7-db"
     assert text.base_branch("main", "edge-worker/ENG-7-db", True) == "main"
+
+
+def test_acceptance_criteria_are_the_bullets_under_the_acceptance_line() -> None:
+    description = (
+        "Add the table.\n\nAcceptance criteria:\n- a migration exists\n* rows have ids\n"
+        "\nNotes: keep it small.\n- not a criterion\n"
+    )
+    assert text.acceptance_criteria(description) == ["a migration exists", "rows have ids"]
+    assert text.acceptance_criteria("No heading here.\n- a bullet\n") == []

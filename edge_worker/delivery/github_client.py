@@ -120,9 +120,14 @@ class AppInstallation(GitHubAuth):
         self._private_key = private_key
         self._clock = clock
         self._cached: tuple[str, float] | None = None
+        self._lock = asyncio.Lock()  # concurrent deliveries share one exchange
         self.exchanges = 0
 
     async def token(self, api: gidgethub.httpx.GitHubAPI) -> str:
+        async with self._lock:
+            return await self._token(api)
+
+    async def _token(self, api: gidgethub.httpx.GitHubAPI) -> str:
         if self._cached is not None and self._cached[1] - self._clock() > RENEW_BEFORE_SECONDS:
             return self._cached[0]
         try:

@@ -8,6 +8,8 @@ Contract:
   evidence (each command, its exit code and the tail of its output), the iterations and the
   cost, and ends with :func:`marker`: a hidden HTML comment naming the sub-task, which is how
   the daemon recognises its own pull request and edits its text instead of adding another.
+- :func:`acceptance_criteria` finds the bullet list under an "Acceptance" line of the
+  planner's description (empty when there is none).
 - :func:`base_branch` is the repository's base branch, or the branch of the sub-task this
   one depends on while that one is not merged yet (stacked pull requests).
 """
@@ -47,6 +49,22 @@ class PullRequestFacts:
     iterations: int = 1
     cost: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
+
+
+def acceptance_criteria(description: str) -> list[str]:
+    """The bullet points under the description's line that mentions "acceptance"."""
+    criteria: list[str] = []
+    inside = False
+    for line in description.splitlines():
+        stripped = line.strip()
+        if not inside:
+            inside = "acceptance" in stripped.lower()
+            continue
+        if stripped[:2] in ("- ", "* ") or stripped[:2].rstrip(".").isdigit():
+            criteria.append(stripped.split(" ", 1)[1].strip() if " " in stripped else stripped)
+        elif stripped or criteria:
+            break
+    return criteria
 
 
 def marker(issue_identifier: str, subtask_key: str) -> str:

@@ -1,0 +1,99 @@
+"""End to end: the real daemon delivers verified local sub-tasks as GitHub pull requests
+(the GitHub stand-in over loopback, real git pushes), linked on Linear."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_worker.sandbox.demo_plan import demo_plan
+from edge_worker.sandbox.github import GitHubStandIn
+from edge_worker.sandbox.world import SandboxWorld
+from tests.support.e2e import E2E, row_of
+from tests.support.github import APP_ID, INSTALLATION_ID, app_keys, served_github
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+OWNER, REPO = "acme", "calc"
+
+
+def two_step_plan() -> dict[str, object]:
+    """``add-function``, then ``cli`` on top of it (``multiply`` dropped)."""
+    plan = demo_plan(sys.executable)
+    chosen = [s for s in plan["subtasks"] if s["key"] in ("add-function", "multiply-function")]
+    return {"summary": plan["summary"], "subtasks": chosen}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[SandboxWorld]:
+    with SandboxWorld(tmp_path / "world", plan=two_step_plan()) as started:
+        yield started
+
+
+@pytest.fixture
+def github(tmp_path: Path, world: SandboxWorld) -> Iterator[GitHubStandIn]:
+    keys = app_keys()
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(keys.private_pem)
+    with served_github(tmp_path / "github", keys, installation_id=INSTALLATION_ID) as stand_in:
+        stand_in.add_repository(OWNER, REPO)
+        subprocess.run(
+            ["git", "push", "--quiet", str(stand_in.repository_path(OWNER, REPO)), "main"],
+            cwd=world.repository,
+            check=True,
+        )
+        stand_in.key_file = key_file  # type: ignore[attr-defined]
+        yield stand_in
+
+
+def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E2E:
+    env = {
+        "EDGE_WORKER_STRATEGY": "local-only",
+        "EDGE_WORKER_GITHUB__API_URL": github.base_url,
+        "EDGE_WORKER_GITHUB__APP_ID": APP_ID,
+        "EDGE_WORKER_GITHUB__INSTALLATION_ID": str(INSTALLATION_ID),
+        "EDGE_WORKER_GITHUB__PRIVATE_KEY_FILE": str(github.key_file),  # type: ignore[attr-defined]
+    }
+    e2e = E2E(world, state_dir, **env)
+    with (world.root / "edge-worker.toml").open("a") as config:
+        config.write(
+            "\n[repositories.delivery]\n"
+            f'owner = "{OWNER}"\nname = "{REPO}"\nremote_url = "{github.clone_url(OWNER, REPO)}"\n'
+            'labels = ["edge-worker"]\nreviewers = ["octocat"]\n'
+        )
+    return e2e
+
+
+def test_each_verified_local_sub_task_becomes_a_linked_pull_request(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+    store = world.linear.store
+    pulls = github.pulls[(OWNER, REPO)]
+    children = store.children_of(issue_id)
+    assert len(pulls) == len(children) == 2
+    report = e2e.report(issue_id)
+    for child in children:
+        [pull] = [p for p in pulls if f"Fixes {child.identifier}\n" in p.body]
+        url = f"{github.base_url}/{OWNER}/{REPO}/pull/{pull.number}"
+        assert pull.base == "main" and pull.labels == ["edge-worker"]
+        assert github.head_sha(OWNER, REPO, pull.head) is not None
+        attached = [a for a in store.attachments.values() if a.issue_id == child.id]
+        assert [a.url for a in attached] == [url]
+        assert url in " ".join(row_of(report, child.identifier))
+    assert github.contract_violations == []
+    tokens = github.issued_tokens()
+    assert len(tokens) == 1  # one installation token, cached across both deliveries
+    assert tokens[0] not in e2e.log()
