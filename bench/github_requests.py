@@ -22,10 +22,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge_worker.delivery import text  # noqa: E402
-from edge_worker.delivery.github_client import AppInstallation, GitHubClient  # noqa: E402
-from edge_worker.delivery.ship import RepositoryDelivery, ship_subtask  # noqa: E402
-from tests.support.github import (  # noqa: E402
+from edge_worker.delivery import text
+from edge_worker.delivery.github_client import AppInstallation, GitHubClient
+from edge_worker.delivery.ship import RepositoryDelivery, ship_subtask
+from tests.support.github import (
     APP_ID,
     INSTALLATION_ID,
     OWNER,
