@@ -526,3 +526,61 @@ class GitHubStandIn:
             elif name:
                 headers[name.strip()] = value.strip()
         return Response(payload, status_code=status, headers=headers)
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def webhook(self, kind: str, number: int, **fields: Any) -> tuple[str, dict[str, Any]]:
+        """A webhook payload about pull request ``number`` and its event name (the
+        ``X-GitHub-Event``), checked against ``webhooks.json`` (violations recorded).
+
+        ``kind``: ``closed`` (``merged`` bool), ``review`` (``state``, ``body``),
+        ``review_comment`` (``body``, ``path``) or ``check_failed`` (``name``,
+        ``summary``); every kind takes ``login`` (the sender, default ``octocat``).
+        """
+        pull_record = next(p for pulls in self.pulls.values() for p in pulls if p.number == number)
+        pull = self._render(pull_record)
+        for side in ("head", "base"):
+            pull[side]["repo"] = {**pull[side]["repo"], "visibility": "public"}
+        repository = pull["base"]["repo"]
+        sender = {**pull["user"], "login": fields.get("login", "octocat")}
+        if kind == "closed":
+            pull_record.state, pull_record.merged = "closed", bool(fields.get("merged"))
+            pull = {**pull, "state": "closed", "merged": pull_record.merged}
+            body = {"action": "closed", "number": number, "pull_request": pull}
+            event, name = "pull_request", "pull-request-closed"
+        elif kind == "review":
+            review = github_schema.example("pull-request-review")
+            review.update(state=fields.get("state", "changes_requested"), body=fields.get("body"))
+            body = {"action": "submitted", "review": review, "pull_request": pull}
+            event, name = "pull_request_review", "pull-request-review-submitted"
+        elif kind == "review_comment":
+            comment = github_schema.example("pull-request-review-comment")
+            comment.update(body=fields.get("body", ""), path=fields.get("path", "README.md"))
+            counts = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
+            reactions: dict[str, Any] = dict.fromkeys(counts, 0)
+            comment.setdefault("reactions", {**reactions, "total_count": 0, "url": comment["url"]})
+            body = {"action": "created", "comment": comment, "pull_request": pull}
+            event, name = "pull_request_review_comment", "pull-request-review-comment-created"
+        elif kind == "check_failed":
+            spec_example = github_schema.webhook_example("check-run-completed")
+            run = spec_example["check_run"]
+            run.update(name=fields.get("name", "ci"), conclusion="failure")
+            run["output"] = {**run["output"], "summary": fields.get("summary", "tests failed")}
+            for linked in run["pull_requests"][:1]:
+                linked.update(number=number)
+                linked["head"] = {
+                    **linked["head"],
+                    "ref": pull_record.head,
+                    "sha": pull["head"]["sha"],
+                }
+            run["pull_requests"] = run["pull_requests"][:1]
+            body = {**spec_example, "check_run": run}
+            event, name = "check_run", "check-run-completed"
+        else:
+            raise ValueError(f"unknown webhook kind {kind!r}")
+        body.setdefault("repository", repository)
+        body["sender"] = sender
+        errors = github_schema.webhook_errors(name, body)
+        if errors:
+            self.contract_violations.append(f"webhook {name}: {errors[:5]}")
+        return event, body

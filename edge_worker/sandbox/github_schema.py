@@ -7,6 +7,7 @@ Contract:
 - :func:`request_errors` and :func:`response_errors` return the validation messages for one
   operation's JSON request body or JSON response (empty list: it conforms). Only the
   operations a caller asks about are compiled, and each compiled validator is cached.
+- :func:`webhook_errors` checks a webhook payload against ``webhooks.json`` (beside it).
 - :func:`example` returns a deep copy of a named example from ``components/examples`` (the
   stand-in fills its responses from GitHub's own examples).
 """
@@ -118,6 +119,33 @@ def response_errors(path: str, method: str, status: int, body: Any) -> list[str]
 def documents_status(path: str, method: str, status: int) -> bool:
     """Whether ``method path`` documents the response ``status``."""
     return str(status) in _operation(path, method).get("responses", {})
+
+
+@functools.cache
+def _webhooks() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(
+        spec_path().with_name("webhooks.json").read_text(encoding="utf-8")
+    )
+    spec["components"] = _nullable_to_null(spec["components"])
+    return spec
+
+
+@functools.cache
+def _webhook_validator(name: str) -> Draft4Validator:
+    spec = _webhooks()
+    body = spec["webhooks"][name]["post"]["requestBody"]["content"]["application/json"]
+    return Draft4Validator({**_nullable_to_null(body["schema"]), "components": spec["components"]})
+
+
+def webhook_errors(name: str, body: Any) -> list[str]:
+    """Why ``body`` is not a valid payload of webhook ``name`` (``webhooks.json``'s key,
+    e.g. ``pull-request-closed``); empty when it is."""
+    return _errors(_webhook_validator(name), body)
+
+
+def webhook_example(name: str) -> Any:
+    """A fresh copy of ``webhooks.json``'s example ``name`` (e.g. ``check-run-completed``)."""
+    return copy.deepcopy(_webhooks()["components"]["examples"][name]["value"])
 
 
 def example(name: str) -> Any:
