@@ -3,22 +3,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from edge_worker.sandbox.demo_plan import demo_plan
+from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.github import GitHubStandIn
 from edge_worker.sandbox.world import SandboxWorld
-from tests.support.e2e import E2E, row_of
+from tests.support.e2e import E2E, row_of, wait_until
 from tests.support.github import APP_ID, INSTALLATION_ID, app_keys, served_github
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 OWNER, REPO = "acme", "calc"
+HOOK_SECRET = "github-hook-secret"
 
 
 def two_step_plan() -> dict[str, object]:
@@ -57,6 +62,7 @@ def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E
         "EDGE_WORKER_GITHUB__APP_ID": APP_ID,
         "EDGE_WORKER_GITHUB__INSTALLATION_ID": str(INSTALLATION_ID),
         "EDGE_WORKER_GITHUB__PRIVATE_KEY_FILE": str(github.key_file),  # type: ignore[attr-defined]
+        "EDGE_WORKER_GITHUB__WEBHOOK_SECRET": HOOK_SECRET,
     }
     e2e = E2E(world, state_dir, **env)
     with (world.root / "edge-worker.toml").open("a") as config:
@@ -97,3 +103,76 @@ def test_each_verified_local_sub_task_becomes_a_linked_pull_request(
     tokens = github.issued_tokens()
     assert len(tokens) == 1  # one installation token, cached across both deliveries
     assert tokens[0] not in e2e.log()
+
+
+def send_github(
+    e2e: E2E, event: str, body: dict[str, object], delivery: str, secret: str = HOOK_SECRET
+) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return httpx.post(
+        e2e.daemon.url + "/webhooks/github",
+        content=raw,
+        headers={
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": signature,
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issues(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    fixed = DEMO_SOLUTIONS["add-function"]["calc/add.py"] + "\n# handles the review\n"
+    world.tasks["add-function"]["runs"].append(
+        {"text": "Addressed the review.", "edits": [{"path": "calc/add.py", "content": fixed}]}
+    )
+    store = world.linear.store
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.send(world.linear.agent_session_created(issue_id))
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+        identifier = store.find_issue(issue_id).identifier
+        add_branch = f"edge-worker/{identifier}-add-function"
+        pulls = {p.head: p for p in github.pulls[(OWNER, REPO)]}
+        add, multiply = pulls[add_branch], pulls[f"edge-worker/{identifier}-multiply-function"]
+        children = {c.identifier: c for c in store.children_of(issue_id)}
+        assert {e2e.state_name(c) for c in children.values()} == {"In Review"}
+        pushed = github.head_sha(OWNER, REPO, add_branch)
+
+        event, review = github.webhook("review", add.number, body="Say what add does.")
+        forged = send_github(e2e, event, review, "d-1", secret="wrong")
+        assert forged.status_code == 401
+        assert send_github(e2e, event, review, "d-1").json()["status"] == "accepted"
+        assert send_github(e2e, event, review, "d-1").json()["status"] == "duplicate"
+
+        wait_until(lambda: github.head_sha(OWNER, REPO, add_branch) != pushed, timeout=90)
+        wait_until(lambda: "2 iterations" in add.body, timeout=60)
+        calls = world.agent_calls(identifier, "add-function")
+        assert len(calls) == 2 and calls[1]["resume"] == calls[0]["session_id"]
+        assert "Say what add does." in calls[1]["prompt"]
+        assert len(github.pulls[(OWNER, REPO)]) == 2  # pushed again, no second pull request
+
+        for number, merged, delivery in (
+            (add.number, True, "d-2"),
+            (multiply.number, False, "d-3"),
+        ):
+            event, closed = github.webhook("closed", number, merged=merged)
+            assert send_github(e2e, event, closed, delivery).status_code == 200
+        by_title = {c.title: c for c in children.values()}
+        add_issue = next(c for c in by_title.values() if "add" in c.title.lower())
+        other = next(c for c in children.values() if c.id != add_issue.id)
+        wait_until(lambda: e2e.state_name(add_issue) == "Done", timeout=30)
+        wait_until(lambda: e2e.state_name(other) == "Canceled", timeout=30)
+        abandoned = wait_until(
+            lambda: [c.body for c in store.comments_on(other.id) if "abandoned" in c.body]
+        )
+        assert len(abandoned) == 1 and f"/pull/{multiply.number}" in abandoned[0]
+        assert e2e.state_name(store.find_issue(issue_id)) != "Done"  # not all merged
+        assert github.contract_violations == []
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]

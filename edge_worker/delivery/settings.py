@@ -25,6 +25,8 @@ class GitHubSettings(BaseModel):
     private_key_file: Path | None = None
     installation_id: int | None = None
     webhook_secret: SecretStr | None = None
+    own_logins: list[str] = []
+    """The daemon's own GitHub identities (e.g. ``my-app[bot]``): their events are ignored."""
     max_wait_seconds: float = Field(60.0, ge=0)
     """The longest rate-limit wait obeyed inside one delivery; longer ends it with a reason."""
 

@@ -7,7 +7,9 @@ Contract:
   Codegen's) is then attached to the sub-issue on Linear (:func:`attach_pull_requests_step`).
   It returns the run result with the pull request URL added to ``pr_urls`` (the session's
   links and the report's row come from there) and, when delivery failed, a one-line
-  ``delivery_note`` for the sub-issue and the report. The verified branch is kept either way.
+  ``delivery_note`` for the sub-issue and the report, and ``delivered`` (the sub-issue then
+  waits in the review state until its pull request is merged). The verified branch is kept
+  either way.
 - Both steps are safe to repeat: shipping looks the pull request up before creating it, and
   Linear keeps one attachment per issue and URL.
 - The GitHub App's installation token is cached per process, so consecutive deliveries
@@ -155,6 +157,7 @@ async def deliver_verified(
     repository = next((r for r in settings.repositories if r.id == task.get("repository_id")), None)
     urls = list(result.get("pr_urls") or [])
     note: str | None = None
+    delivered = False
     local = not urls and branch and repository is not None and repository.path is not None
     if local and repository is not None and repository.delivery and settings.github.configured:
         merged_in = task.get("merge_branches") or []
@@ -168,9 +171,10 @@ async def deliver_verified(
         )
         if "pr_url" in shipped:
             urls.append(shipped["pr_url"])
+            delivered = True
         else:
             note = DELIVERY_FAILED_NOTE.format(reason=shipped["error"], branch=branch)
     if urls and spec.get("sub_issue_id"):
         name = str(spec.get("sub_issue_identifier") or spec["key"])
         await attach_pull_requests_step(spec["sub_issue_id"], name, urls)
-    return {**result, "pr_urls": urls, "delivery_note": note}
+    return {**result, "pr_urls": urls, "delivery_note": note, "delivered": delivered}

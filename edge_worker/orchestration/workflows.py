@@ -534,6 +534,8 @@ class _SubtaskRun:
             iterations, cost = self.before + self.iterations, format_usd(spent.usd)
             result = await deliver_verified(spec, branch, result, checks, iterations, cost)
             self.note = _join(self.note, result.get("delivery_note"))
+            if result.get("delivered") and spec.get("review_state_id"):
+                spec = {**spec, "done_state_id": spec["review_state_id"]}  # done once merged
         evidence = [Evidence.model_validate(c) for c in checks]
         outcome = {
             "key": self.key,
@@ -1273,6 +1275,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "sub_issue_identifier": record.identifier,
         "started_state_id": o.state_id(type_="started"),
         "done_state_id": o.state_id(type_="completed"),
+        "review_state_id": o.state_id(name=o.settings.review_state),  # delivered: until merged
         "reset_state_id": (
             o.state_id(name=o.settings.failed_subtask_state)
             if o.settings.failed_subtask_state
