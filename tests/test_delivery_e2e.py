@@ -82,6 +82,12 @@ def test_each_verified_local_sub_task_becomes_a_linked_pull_request(
     try:
         e2e.assign(issue_id)
         assert e2e.wait_end(issue_id) == "done", e2e.log()
+        parent = world.linear.store.find_issue(issue_id)
+        assert e2e.state_name(parent) != "Done"  # delivered, not merged yet
+        for n, pull in enumerate(github.pulls[(OWNER, REPO)]):
+            event, closed = github.webhook("closed", pull.number, merged=True)
+            assert send_github(e2e, event, closed, f"merge-{n}").status_code == 200
+        wait_until(lambda: e2e.state_name(parent) == "Done", timeout=30)  # all merged
     finally:
         e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
