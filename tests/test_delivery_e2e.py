@@ -182,3 +182,34 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
     finally:
         e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+
+def test_an_uninstalled_app_is_a_clear_line_and_the_verified_work_stays_on_its_branch(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    github.revoke_installation()
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.assign(issue_id)
+        e2e.wait_end(issue_id)
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+    store = world.linear.store
+    assert github.pulls[(OWNER, REPO)] == []
+    report = e2e.report(issue_id)
+    for child in store.children_of(issue_id):
+        result = e2e.result_comment(child.id)
+        assert "not installed on this repository any more" in result, result
+        assert "reinstall" in " ".join(row_of(report, child.identifier)) or "reinstall" in report
+        branch = f"edge-worker/{store.find_issue(issue_id).identifier}-"
+        listed = subprocess.run(
+            ["git", "branch", "--list", branch + "*"],
+            cwd=world.repository,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert listed.count(branch) == 2  # both verified branches kept
+        assert e2e.state_name(child) != "In Review"
