@@ -132,9 +132,11 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
     world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
 ) -> None:
     fixed = DEMO_SOLUTIONS["add-function"]["calc/add.py"] + "\n# handles the review\n"
-    world.tasks["add-function"]["runs"].append(
-        {"text": "Addressed the review.", "edits": [{"path": "calc/add.py", "content": fixed}]}
-    )
+    checked = fixed + "# and the failing check\n"
+    world.tasks["add-function"]["runs"] += [
+        {"text": "Addressed the review.", "edits": [{"path": "calc/add.py", "content": fixed}]},
+        {"text": "Fixed the check.", "edits": [{"path": "calc/add.py", "content": checked}]},
+    ]
     store = world.linear.store
     issue_id = world.new_issue()
     e2e = delivering(world, github, tmp_path / "state").start()
@@ -161,6 +163,15 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
         assert len(calls) == 2 and calls[1]["resume"] == calls[0]["session_id"]
         assert "Say what add does." in calls[1]["prompt"]
         assert len(github.pulls[(OWNER, REPO)]) == 2  # pushed again, no second pull request
+
+        assert e2e.wait_end(issue_id) == "done"  # the continued work ended before the check
+        reviewed = github.head_sha(OWNER, REPO, add_branch)
+        event, check = github.webhook("check_failed", add.number, name="ci", summary="1 failed")
+        assert send_github(e2e, event, check, "d-check").json()["status"] == "accepted"
+        wait_until(lambda: "3 iterations" in add.body, timeout=90)
+        assert github.head_sha(OWNER, REPO, add_branch) != reviewed
+        third = world.agent_calls(identifier, "add-function")[2]
+        assert third["resume"] == calls[0]["session_id"] and "`ci` failed" in third["prompt"]
 
         for number, merged, delivery in (
             (add.number, True, "d-2"),
