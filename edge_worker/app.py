@@ -26,6 +26,7 @@ from edge_worker import runtime, services
 from edge_worker.alerts.steps import deliver_pending_forever
 from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
+from edge_worker.delivery.github_intake import github_webhook
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.linear.client import LinearClient
 from edge_worker.mcp.backend import Backend as McpBackend
@@ -225,6 +226,7 @@ def build_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/webhooks/linear", webhook, methods=["POST"]),
+            Route("/webhooks/github", github_webhook(settings, state), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

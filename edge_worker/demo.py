@@ -31,6 +31,7 @@ from pathlib import Path
 
 from edge_worker.sandbox.daemon import Daemon
 from edge_worker.sandbox.demo_plan import DEMO_ISSUE_DESCRIPTION
+from edge_worker.sandbox.github_demo import demo_github, print_pull_requests
 from edge_worker.sandbox.linear import WebhookDelivery, send_webhook
 from edge_worker.sandbox.world import WEBHOOK_SECRET, SandboxWorld
 from edge_worker.storage.work import TERMINAL_STATES
@@ -87,7 +88,7 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
     temp = None if (keep or root) else tempfile.TemporaryDirectory(prefix="edge-worker-demo-")
     base = root or (Path(temp.name) if temp else Path(tempfile.mkdtemp(prefix="edge-worker-demo-")))
     try:
-        with SandboxWorld(base) as world:
+        with SandboxWorld(base) as world, demo_github(base / "github", world.repository) as gh:
             _say("stand-ins up: Linear, Anthropic (planner), Codegen; demo repository created")
             print(
                 f"   Linear stand-in {world.urls['linear']} (schema validation: "
@@ -106,6 +107,12 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
                         {"id": "website", "path": str(world.repository)},
                     ]
                 )
+            if gh is not None:  # verified local work becomes pull requests, linked on Linear
+                env.update(gh.env)
+                demo = {"id": "demo", "path": str(world.repository), "codegen_repo_id": 42}
+                repositories = json.loads(env.get("EDGE_WORKER_REPOSITORIES", json.dumps([demo])))
+                repositories[0]["delivery"] = gh.delivery
+                env["EDGE_WORKER_REPOSITORIES"] = json.dumps(repositories)
             issue = world.linear.store.find_issue(issue_id)
             daemon = Daemon(base / "state", **world.daemon_env(**env))
             daemon.start()
@@ -131,6 +138,7 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
                 if session_id is not None:
                     _print_session(world, session_id)
                 _print_linear(world, issue_id)
+                print_pull_requests(gh, world.linear.store)
                 _print_costs(daemon)
                 _say(f"operator console: {daemon.url}/console/ (sign in with {console_token})")
                 if keep and sys.stdin.isatty():

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from edge_worker.agent_config import AgentLayer, AgentPolicy
+from edge_worker.delivery.settings import DeliverySettings, GitHubSettings
 from edge_worker.mcp.config import McpSettings
 
 ENV_PREFIX = "EDGE_WORKER_"
@@ -221,6 +222,8 @@ class Repository(BaseModel):
     the team's or the default policy when unset."""
 
     _approval = field_validator("approval")(lambda v: _approval_policy(v))
+    delivery: DeliverySettings | None = None
+    """Push verified local work and open pull requests (``[repositories.delivery]``)."""
 
 
 class AttachmentSettings(BaseModel):
@@ -390,6 +393,7 @@ class Settings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     prices: dict[str, Price] = {}
     repositories: list[Repository] = []
+    github: GitHubSettings = GitHubSettings()
 
     _split = field_validator("allowed_teams", "allowed_users", mode="before")(_split_commas)
 

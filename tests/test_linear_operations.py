@@ -23,6 +23,7 @@ EXPECTED = {
     "AgentActivityById",
     "AgentSessionUpdate",
     "RepositorySuggestions",
+    "AttachmentLinkURL",
 }
 
 

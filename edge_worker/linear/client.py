@@ -423,6 +423,17 @@ class LinearClient:
         )
         self._require_success("IssueUpdate", data.get("issueUpdate"))
 
+    async def link_url(
+        self, *, issue_id: str, url: str, title: str, priority: Priority = "normal"
+    ) -> None:
+        """Attach ``url`` (a pull request) to an issue; repeating it updates the same one."""
+        data = await self.execute(
+            "AttachmentLinkURL",
+            {"issueId": issue_id, "url": url, "title": title},
+            priority=priority,
+        )
+        self._require_success("AttachmentLinkURL", data.get("attachmentLinkURL"))
+
     async def repository_suggestions(
         self,
         issue_id: str,

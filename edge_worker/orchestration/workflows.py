@@ -41,6 +41,7 @@ from edge_worker.costs.budget import (
     threshold_of,
 )
 from edge_worker.costs.money import Total, format_usd
+from edge_worker.delivery.steps import deliver_verified
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
 from edge_worker.ids import stable_key, stable_uuid4
@@ -572,6 +573,13 @@ class _SubtaskRun:
         spec, result = self.spec, self.result
         spent = Total(**await steps.subtask_total_step(self.issue_id, self.key))
         checks = self.report["checks"]
+        if status == "passed":  # delivery: verified work becomes a linked pull request
+            branch = result.get("branch") or self.handle.get("branch")
+            iterations, cost = self.before + self.iterations, format_usd(spent.usd)
+            result = await deliver_verified(spec, branch, result, checks, iterations, cost)
+            self.note = _join(self.note, result.get("delivery_note"))
+            if result.get("delivered") and spec.get("review_state_id"):
+                spec = {**spec, "done_state_id": spec["review_state_id"]}  # done once merged
         evidence = [Evidence.model_validate(c) for c in checks]
         outcome = {
             "key": self.key,
@@ -1375,6 +1383,7 @@ async def _dispatch(o: _Orchestration, subtask: Subtask) -> str | None:
         "sub_issue_identifier": record.identifier,
         "started_state_id": o.state_id(type_="started"),
         "done_state_id": o.state_id(type_="completed"),
+        "review_state_id": o.state_id(name=o.settings.review_state),  # delivered: until merged
         "reset_state_id": (
             o.state_id(name=o.settings.failed_subtask_state)
             if o.settings.failed_subtask_state

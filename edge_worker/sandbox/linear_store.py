@@ -868,6 +868,23 @@ class MutationRoot(_View):
             "agentActivity": ActivityView(store, activity),
         }
 
+    def attachmentLinkURL(
+        self, info: Info, issueId: str, url: str, title: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        store = self._store
+        issue = store.find_issue(issueId)
+        for attachment in store.attachments.values():
+            if attachment.issue_id == issue.id and attachment.url == url:
+                attachment.title = title or attachment.title
+                break
+        else:
+            attachment = store.add_attachment(issue.id, title or url, url)
+        return {
+            "success": True,
+            "lastSyncId": _sync_id(),
+            "attachment": AttachmentView(attachment),
+        }
+
     def agentSessionUpdate(self, info: Info, id: str, input: dict[str, Any]) -> dict[str, Any]:
         store = self._store
         session = store.sessions.get(id)

@@ -1,0 +1,85 @@
+"""A delivered pull request was merged or closed: move its sub-issue (and parent) on Linear.
+
+Contract: :func:`pull_request_closed` is a DBOS workflow started once per GitHub delivery
+(its workflow id is derived from ``X-GitHub-Delivery``, so a redelivery is a no-op).
+- merged: the sub-issue moves to its team's first ``completed`` state; when every sub-issue
+  of the parent is then completed, the parent moves there too.
+- closed without merging: the sub-issue moves to its team's first ``canceled`` state and
+  gets one comment (a client-chosen id) saying the sub-task is abandoned, with the link.
+Every step is safe to repeat (moves are idempotent, the comment id is deterministic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbos import DBOS
+
+from edge_worker.ids import stable_uuid4
+from edge_worker.orchestration.existing import subtask_issue_id
+
+ABANDONED_TEXT = (
+    "The pull request {url} was closed without being merged, so this sub-task is abandoned. "
+    "Its work stays on the branch; reopen the pull request or reassign the issue to pick it up."
+)
+
+
+def workflow_id(delivery: str) -> str:
+    """The workflow id for one GitHub delivery."""
+    return f"github-pr-closed:{delivery}"
+
+
+@DBOS.step()
+async def _state_of_type_step(issue_id: str, state_type: str) -> dict[str, Any]:
+    """The issue's team, the first state of ``state_type`` and the parent's children."""
+    from edge_worker.orchestration.steps import adapters
+
+    linear = adapters().linear
+    issue = await linear.issue(issue_id)
+    states = await linear.team_states(issue.team.id)
+    wanted = next((state.id for state in states if state.type == state_type), None)
+    return {"state_id": wanted, "team_id": issue.team.id}
+
+
+@DBOS.step()
+async def _all_children_completed_step(parent_id: str) -> bool:
+    from edge_worker.orchestration.steps import adapters
+
+    parent = await adapters().linear.issue(parent_id)
+    return bool(parent.children) and all(
+        child.state.type == "completed" for child in parent.children
+    )
+
+
+@DBOS.step()
+async def _move_step(issue_id: str, state_id: str) -> None:
+    from edge_worker.orchestration.steps import adapters
+
+    await adapters().linear.update_issue(issue_id, state_id=state_id)
+
+
+@DBOS.step()
+async def _comment_step(issue_id: str, comment_id: str, body: str) -> None:
+    from edge_worker.orchestration.steps import adapters
+
+    await adapters().linear.create_comment(id=comment_id, issue_id=issue_id, body=body)
+
+
+@DBOS.workflow()
+async def pull_request_closed(event: dict[str, Any]) -> str:
+    """See the module contract; ``event`` has issue_id, key, merged, url, number."""
+    sub_issue = subtask_issue_id(event["issue_id"], event["key"])
+    if event["merged"]:
+        done = await _state_of_type_step(sub_issue, "completed")
+        if done["state_id"]:
+            await _move_step(sub_issue, done["state_id"])
+        if done["state_id"] and await _all_children_completed_step(event["issue_id"]):
+            await _move_step(event["issue_id"], done["state_id"])
+            return "merged; parent done"
+        return "merged"
+    canceled = await _state_of_type_step(sub_issue, "canceled")
+    if canceled["state_id"]:
+        await _move_step(sub_issue, canceled["state_id"])
+    comment_id = stable_uuid4(sub_issue, "pull-request-abandoned", str(event["number"]))
+    await _comment_step(sub_issue, comment_id, ABANDONED_TEXT.format(url=event["url"]))
+    return "abandoned"
