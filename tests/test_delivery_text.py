@@ -59,3 +59,23 @@ def test_acceptance_criteria_are_the_bullets_under_the_acceptance_line() -> None
     )
     assert text.acceptance_criteria(description) == ["a migration exists", "rows have ids"]
     assert text.acceptance_criteria("No heading here.\n- a bullet\n") == []
+
+
+def test_the_peer_review_its_findings_and_cost_are_in_the_body_when_there_was_one() -> None:
+    from edge_worker.orchestration import review
+
+    verdict = review.Verdict(
+        verdict="concerns",
+        summary="Works; one edge case left.",
+        findings=[review.Finding(file="calc.py", line=3, severity="low", text="no None check")],
+    )
+    record = review.review_record(verdict, review.Reviewer("codex", "gpt-5-codex"), "$0.05", 2)
+    section = review.pull_request_section({"review": record})
+    assert section is not None
+    body = text.pull_request_body(facts(review=section))
+    assert "### Review" in body and "concerns by codex (gpt-5-codex), cost $0.05" in body
+    assert "calc.py" in body and "no None check" in body
+    assert body.index("### Review") < body.index("### Work")
+    unreviewed = text.pull_request_body(facts())
+    assert "### Review" not in unreviewed
+    assert review.pull_request_section({"review": None}) is None

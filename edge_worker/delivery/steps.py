@@ -120,7 +120,11 @@ async def attach_pull_requests_step(sub_issue_id: str, name: str, urls: list[str
 
 
 def _facts(
-    spec: dict[str, Any], checks: list[dict[str, Any]], iterations: int, cost: str
+    spec: dict[str, Any],
+    checks: list[dict[str, Any]],
+    iterations: int,
+    cost: str,
+    review: str | None = None,
 ) -> dict[str, Any]:
     """The pull request's facts as plain JSON (a step's input is stored by DBOS)."""
     task = spec["task"]
@@ -140,6 +144,7 @@ def _facts(
         ],
         "iterations": iterations,
         "cost": cost,
+        "review": review or "",
     }
 
 
@@ -150,8 +155,10 @@ async def deliver_verified(
     checks: list[dict[str, Any]],
     iterations: int,
     cost: str,
+    review: str | None = None,
 ) -> dict[str, Any]:
-    """Ship and link a verified sub-task (see module contract); returns the new result."""
+    """Ship and link a verified sub-task (see module contract); returns the new result.
+    ``review`` is the peer review's section for the pull request body, if any."""
     settings = services.current().settings
     task = spec["task"]
     repository = next((r for r in settings.repositories if r.id == task.get("repository_id")), None)
@@ -165,7 +172,7 @@ async def deliver_verified(
             {
                 "repository_id": repository.id,
                 "branch": branch,
-                "facts": _facts(spec, checks, iterations, cost),
+                "facts": _facts(spec, checks, iterations, cost, review),
                 "dependency": merged_in[0] if merged_in else None,
             }
         )

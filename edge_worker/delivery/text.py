@@ -49,6 +49,8 @@ class PullRequestFacts:
     iterations: int = 1
     cost: str = ""
     notes: Sequence[str] = field(default_factory=tuple)
+    review: str = ""
+    """The peer review's Markdown section (verdict, findings, cost), when there was one."""
 
 
 def acceptance_criteria(description: str) -> list[str]:
@@ -108,6 +110,8 @@ def pull_request_body(facts: PullRequestFacts) -> str:
             lines += ["", "  ````text", *rows, "  ````"]
     iterations = "1 iteration" if facts.iterations == 1 else f"{facts.iterations} iterations"
     summary = f"{iterations}, cost {facts.cost}" if facts.cost else iterations
+    if facts.review:
+        lines += ["", "### Review", "", facts.review]
     lines += ["", "### Work", "", f"- {summary}", *(f"- {note}" for note in facts.notes)]
     lines += ["", FOOTER, "", marker(facts.issue_identifier, facts.subtask_key)]
     return "\n".join(lines) + "\n"

@@ -576,7 +576,10 @@ class _SubtaskRun:
         if status == "passed":  # delivery: verified work becomes a linked pull request
             branch = result.get("branch") or self.handle.get("branch")
             iterations, cost = self.before + self.iterations, format_usd(spent.usd)
-            result = await deliver_verified(spec, branch, result, checks, iterations, cost)
+            reviewed = review.pull_request_section({"review": self.review})
+            result = await deliver_verified(
+                spec, branch, result, checks, iterations, cost, review=reviewed
+            )
             self.note = _join(self.note, result.get("delivery_note"))
             if result.get("delivered") and spec.get("review_state_id"):
                 spec = {**spec, "done_state_id": spec["review_state_id"]}  # done once merged
