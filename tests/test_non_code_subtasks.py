@@ -11,7 +11,7 @@ import pytest
 
 from edge_worker.reporting.report import NOT_VERIFIED
 from edge_worker.sandbox.world import SandboxWorld
-from tests.support.e2e import running, row_of
+from tests.support.e2e import row_of, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
