@@ -109,7 +109,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the daemon end to end on local stand-ins and embedded defaults."""
     from edge_worker.demo import run_demo
 
-    return run_demo(keep=args.keep, user_mode=args.user_mode)
+    return run_demo(keep=args.keep, user_mode=args.user_mode, agents=args.agents)
+
+
+def _demo_agents(text: str) -> list[str]:
+    from edge_worker.demo import parse_agents
+
+    try:
+        return parse_agents(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
@@ -251,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--user-mode",
         action="store_true",
         help="assign the issue to a bot user (comments) instead of delegating it to the agent",
+    )
+    demo.add_argument(
+        "--agents",
+        type=_demo_agents,
+        default=[],
+        metavar="A,B,C",
+        help="local agents (claude, codex, gemini; or codegen) for the scoper, builder and "
+        "reviewer roles in turn, e.g. gemini,codex,claude (default: the hybrid-smart "
+        "strategy's mix of Codegen and local agents)",
     )
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -14,6 +14,13 @@ the agent asks which one with a ``select`` question; the demo answers it as the 
 would. It then prints the session: its activities (with the state each left it in), its
 plan and its links. ``user_mode=True`` assigns the issue to a bot user instead (comments,
 no session).
+
+The mix of agents: the daemon runs under ``hybrid-smart`` and the planner stand-in returns
+the plan with a hybrid plan's executor hints (:func:`demo_mix_plan`), so one sub-task runs
+on Codegen beside local ones. ``agents`` (``--agents gemini,codex,claude``) adds a scoping
+sub-task and gives the daemon agent profiles per role (``[agents.roles.<role>]``), the
+named agents taken in turn for the scoper, builder and reviewer roles, so each named agent
+runs at least one sub-task. The report shows each sub-task's executor.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from edge_worker.agent_config import EXECUTOR_ALIASES
 from edge_worker.sandbox.daemon import Daemon
-from edge_worker.sandbox.demo_plan import DEMO_ISSUE_DESCRIPTION
+from edge_worker.sandbox.demo_plan import DEMO_ISSUE_DESCRIPTION, demo_mix_plan
 from edge_worker.sandbox.github_demo import demo_github, print_pull_requests
 from edge_worker.sandbox.linear import WebhookDelivery, send_webhook
 from edge_worker.sandbox.world import WEBHOOK_SECRET, SandboxWorld
@@ -39,6 +48,38 @@ from edge_worker.storage.work import TERMINAL_STATES
 DEMO_TIMEOUT_SECONDS = 180.0
 QUESTION_TIMEOUT_SECONDS = 60.0
 DEMO_ANSWER = "demo"
+DEMO_STRATEGY = "hybrid-smart"
+DEMO_ROLES = ("scoper", "builder", "reviewer")
+UNKNOWN_DEMO_AGENT = "unknown agent {name!r}: choose from {choices}"
+TOO_MANY_DEMO_AGENTS = "at most {count} agents, one per role of the demo plan ({roles})"
+NO_DEMO_AGENTS = "name at least one agent, e.g. gemini,codex,claude"
+
+
+def parse_agents(text: str) -> list[str]:
+    """The executors named in ``text`` (comma-separated, aliases like ``claude`` allowed).
+
+    Raises :class:`ValueError` with a one-line reason for an unknown name, none at all, or
+    more names than the demo plan has roles.
+    """
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValueError(NO_DEMO_AGENTS)
+    agents: list[str] = []
+    for name in names:
+        if name not in EXECUTOR_ALIASES:
+            choices = ", ".join(sorted(EXECUTOR_ALIASES))
+            raise ValueError(UNKNOWN_DEMO_AGENT.format(name=name, choices=choices))
+        agents.append(EXECUTOR_ALIASES[name])
+    if len(agents) > len(DEMO_ROLES):
+        raise ValueError(
+            TOO_MANY_DEMO_AGENTS.format(count=len(DEMO_ROLES), roles=", ".join(DEMO_ROLES))
+        )
+    return agents
+
+
+def role_profiles(agents: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``[agents.roles]`` giving the demo plan's roles to ``agents`` in turn."""
+    return {role: {"executor": agents[i % len(agents)]} for i, role in enumerate(DEMO_ROLES)}
 
 
 def _say(text: str) -> None:
@@ -83,19 +124,46 @@ def _wait_for_question(world: SandboxWorld, session_id: str) -> bool:
     return False
 
 
-def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = False) -> int:
-    """Run the demo; returns 0 when the issue ended done and the report is on Linear."""
+def run_demo(
+    *,
+    keep: bool = False,
+    root: Path | None = None,
+    user_mode: bool = False,
+    agents: Sequence[str] = (),
+) -> int:
+    """Run the demo; returns 0 when the issue ended done and the report is on Linear.
+
+    ``agents`` (executor names, see :func:`parse_agents`) run the roles of the demo plan
+    in turn; empty: the strategy's own mix of Codegen and local agents.
+    """
     temp = None if (keep or root) else tempfile.TemporaryDirectory(prefix="edge-worker-demo-")
     base = root or (Path(temp.name) if temp else Path(tempfile.mkdtemp(prefix="edge-worker-demo-")))
     try:
-        with SandboxWorld(base) as world, demo_github(base / "github", world.repository) as gh:
+        plan = demo_mix_plan(sys.executable, scoping=bool(agents))
+        with (
+            SandboxWorld(base, plan=plan) as world,
+            demo_github(base / "github", world.repository) as gh,
+        ):
             _say("stand-ins up: Linear, Anthropic (planner), Codegen; demo repository created")
             print(
                 f"   Linear stand-in {world.urls['linear']} (schema validation: "
                 f"{'on' if world.linear.validates else 'off, schema file not found'})"
             )
             console_token = secrets.token_hex(16)  # this demo's own, gone with it
-            env = {"EDGE_WORKER_LOG_LEVEL": "warning", "EDGE_WORKER_CONSOLE__TOKEN": console_token}
+            env = {
+                "EDGE_WORKER_LOG_LEVEL": "warning",
+                "EDGE_WORKER_CONSOLE__TOKEN": console_token,
+                "EDGE_WORKER_STRATEGY": DEMO_STRATEGY,
+            }
+            if agents:
+                env["EDGE_WORKER_AGENTS"] = json.dumps({"roles": role_profiles(agents)})
+                _say(
+                    "agents per role: "
+                    + ", ".join(
+                        f"{role} {profile['executor']}"
+                        for role, profile in role_profiles(agents).items()
+                    )
+                )
             if user_mode:
                 issue_id = world.new_issue()
             else:  # no [repo=...] tag and two repositories: the agent has to ask
@@ -103,7 +171,12 @@ def run_demo(*, keep: bool = False, root: Path | None = None, user_mode: bool = 
                 issue_id = world.new_issue(description=description)
                 env["EDGE_WORKER_REPOSITORIES"] = json.dumps(
                     [
-                        {"id": "demo", "path": str(world.repository), "full_name": "acme/calc"},
+                        {
+                            "id": "demo",
+                            "path": str(world.repository),
+                            "full_name": "acme/calc",
+                            "codegen_repo_id": 42,
+                        },
                         {"id": "website", "path": str(world.repository)},
                     ]
                 )

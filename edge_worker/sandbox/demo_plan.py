@@ -11,6 +11,10 @@ Contract:
   features) and :data:`DEMO_SOLUTIONS` the files that complete each sub-task, so a fake
   agent can do the work for real: every verification command fails on the starting
   repository and passes once the sub-task's solution (and its dependencies') is written.
+- :func:`demo_mix_plan` is the same plan as a planner hints it for a hybrid strategy:
+  :data:`CLOUD_SUBTASK` asks for the cloud (Codegen), every other sub-task for a local
+  agent; with ``scoping=True`` it starts with an independent ``scope`` sub-task of role
+  ``scoper`` (no code changes, checked), so the plan has scoper, builder and reviewer work.
 - :func:`init_demo_repository` writes the starting files into a directory and makes it a
   git repository with one commit on ``main``.
 
@@ -246,6 +250,37 @@ def demo_plan(python: str = "python") -> dict[str, Any]:
             },
         ],
     }
+
+
+CLOUD_SUBTASK = "add-function"
+SCOPE_SUBTASK: dict[str, Any] = {
+    "key": "scope",
+    "title": "Scope the calculator change",
+    "description": (
+        "Objective: read the issue and the repository and say which files each part of the "
+        "change touches, so the builders and the reviewer share one picture.\n\n"
+        "Context: the repository is a small Python package `calc` with an empty "
+        "`calc/__init__.py`. Do not change any file; report the scope in your summary.\n\n"
+        "Acceptance criteria:\n"
+        "- the summary names the modules for add, multiply, the command line and the tests"
+    ),
+    "role": "scoper",
+    "executor": "local",
+    "depends_on": [],
+}
+
+
+def demo_mix_plan(python: str = "python", *, scoping: bool = False) -> dict[str, Any]:
+    """:func:`demo_plan` with the executor hints of a hybrid plan (see the module contract)."""
+    plan = demo_plan(python)
+    for subtask in plan["subtasks"]:
+        subtask["executor"] = "cloud" if subtask["key"] == CLOUD_SUBTASK else "local"
+    if scoping:
+        # A sub-task passes only on checks that ran: the scope leaves the package as it was.
+        checks = [f'{shlex.quote(python)} -c "import calc"', "git diff --quiet HEAD"]
+        verification = [{"command": command, "expect_exit": 0} for command in checks]
+        plan["subtasks"].insert(0, {**SCOPE_SUBTASK, "verification": verification})
+    return plan
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:
