@@ -23,10 +23,9 @@ from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.world import SandboxWorld
 from tests.support.e2e import E2E, alive, row_of, running, wait_until
 
-# Whole-daemon runs on two shared cores: one rerun keeps a timing-dependent failure from
-# blocking a landing; the rerun is reported in pytest's summary, and a failure's message
-# carries the daemon's log, so it is visible and diagnosable, not hidden.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.flaky(reruns=1)]
+# Whole-daemon runs on two cores shared with other work: every wait is on a condition with
+# a generous deadline (a slow machine makes a test slower, never red), within this limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
 ROOTS = ("add-function", "multiply-function")
@@ -39,7 +38,7 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
 
 
 def crash_when(
-    e2e: E2E, reached: Callable[[], Any], timeout: float = 60.0, *, idle: str | None = None
+    e2e: E2E, reached: Callable[[], Any], timeout: float = 180.0, *, idle: str | None = None
 ) -> None:
     """SIGKILL the daemon as soon as ``reached()`` holds, then start it again.
 
