@@ -63,6 +63,19 @@ def agents_running(e2e: E2E, issue_id: str) -> bool:
     return any(alive(c["pid"]) for key in KEYS for c in e2e.agent_calls(identifier, key))
 
 
+def session_transcribed(call: dict[str, Any]) -> bool:
+    """True once the daemon's transcript of the run (in the worktree's private git
+    directory) holds the session the fake agent announced."""
+    try:
+        gitdir = Path((Path(call["cwd"]) / ".git").read_text().split(":", 1)[1].strip())
+    except (OSError, IndexError):
+        return False
+    return any(
+        call["session_id"] in path.read_text(errors="replace")
+        for path in (gitdir / "edge-worker-runs").glob("*.jsonl")
+    )
+
+
 def steps_done(e2e: E2E, issue_id: str, name: str, key: str | None = None) -> int:
     prefix = f"issue-{issue_id}-%" + (f"-{key}-" if key else "")
     return e2e.completed_steps(name, prefix)
@@ -174,8 +187,13 @@ def test_crash_while_local_runs_are_in_flight(world: SandboxWorld, tmp_path: Pat
         identifier = world.linear.store.find_issue(issue_id).identifier
 
         def both_running() -> bool:
+            """Both runs in flight with a session to continue: their start checkpointed
+            and their first line (the session) in the daemon's transcript. Earlier, a
+            crash leaves nothing to continue and the run is rightly started afresh."""
             calls = [e2e.agent_calls(identifier, key) for key in ROOTS]
-            return all(c and alive(c[0]["pid"]) for c in calls)
+            return all(
+                c and alive(c[0]["pid"]) and session_transcribed(c[0]) for c in calls
+            ) and steps_done(e2e, issue_id, "start_run_step") == len(ROOTS)
 
         crash_when(e2e, both_running)
         assert_as_without_crash(e2e, issue_id, "claude-code", agent_runs=2)
