@@ -333,9 +333,12 @@ class Soak:
         ]
         finals = [i for i, a in enumerate(said) if a.content["type"] in FINAL_ACTIVITIES]
         if finals and finals[0] != len(said) - 1:
+            later = [(a.content["type"], str(a.content.get("body", ""))[:120]) for a in said]
             after = len(said) - 1 - finals[0]
             self.result.duplicates += after
-            self.result.problems.append(f"{issue.issue_id}: {after} activities after the stop")
+            self.result.problems.append(
+                f"{issue.issue_id}: {after} activities after the stop's final one: {later}"
+            )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -379,11 +382,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between issues")
     parser.add_argument("--out", type=Path, default=Path("soak.json"))
+    parser.add_argument("--keep", type=Path, help="work here and keep the state and logs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        result = run_soak(
-            Path(tmp), issues=args.issues, kills=args.kills, seed=args.seed, gap=args.gap
-        )
+        root = args.keep or Path(tmp)
+        result = run_soak(root, issues=args.issues, kills=args.kills, seed=args.seed, gap=args.gap)
     record = result.as_json()
     args.out.write_text(json.dumps(record, indent=2))
     for name in ("issues", "kills", "terms", "deliveries", "duplicate_deliveries"):
