@@ -22,10 +22,9 @@ from edge_worker.sandbox.world import SandboxWorld, solved_runs
 from edge_worker.settings import Settings
 from tests.support.e2e import E2E, row_of, running, wait_until
 
-# Whole-daemon runs on two shared cores: one rerun keeps a timing-dependent failure from
-# blocking a landing; the rerun is reported in pytest's summary, and a failure's message
-# carries the daemon's log, so it is visible and diagnosable, not hidden.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.flaky(reruns=1)]
+# Whole-daemon runs on two cores shared with other work: every wait is on a condition with
+# a generous deadline (a slow machine makes a test slower, never red), within this limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
 
@@ -167,7 +166,7 @@ def test_issue_budget_asks_to_continue_and_a_reply_raises_it_once(
                 if a.content["type"] == "elicitation"
             ]
 
-        asked = wait_until(elicitations, timeout=60)[0]
+        asked = wait_until(elicitations, timeout=180)[0]
         assert "Continue" in asked.content["body"]
         assert asked.signal == "select"  # a real choice in Linear; a typed reply works too
         assert asked.signal_metadata is not None
@@ -181,7 +180,7 @@ def test_issue_budget_asks_to_continue_and_a_reply_raises_it_once(
         assert e2e.work_state(issue_id) == "working"
 
         e2e.send(world.linear.agent_session_prompted(session_id, "continue"))
-        wait_until(lambda: len(elicitations()) == 2, timeout=60)
+        wait_until(lambda: len(elicitations()) == 2, timeout=180)
         assert {k for k in KEYS if e2e.agent_calls(identifier, k)} == {*ran, "unit-tests"}
         assert "approved continuing; issue limit now $0.42" in e2e.report(issue_id)
 

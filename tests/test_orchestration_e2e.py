@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.world import SandboxWorld, solved_runs
 from tests.support.e2e import E2E, alive, row_of, running, wait_until
 
-# Whole-daemon runs on two shared cores: one rerun keeps a timing-dependent failure from
-# blocking a landing; the rerun is reported in pytest's summary, and a failure's message
-# carries the daemon's log, so it is visible and diagnosable, not hidden.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.flaky(reruns=1)]
+# Whole-daemon runs on two cores shared with other work: every wait is on a condition with
+# a generous deadline (a slow machine makes a test slower, never red), within this limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
 LOCAL = ("claude-code", "codex")
@@ -228,7 +226,7 @@ def wait_running(e2e: E2E, identifier: str, keys: tuple[str, ...]) -> list[int]:
             found.append(int(calls[-1]["pid"]))
         return found
 
-    return list(wait_until(pids, timeout=30))
+    return list(wait_until(pids, timeout=120))
 
 
 def assert_stopped(
@@ -237,7 +235,7 @@ def assert_stopped(
     """Stopped: runs killed, nothing new started; the report says so in user mode (in app
     mode the session's final activity does, and nothing else is written after a stop)."""
     assert e2e.wait_end(issue_id) == "stopped"
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=60)
     report = e2e.report(issue_id)
     if not in_session:
         assert "is stopped" in report and f"Stopped by {who}." in report
@@ -296,7 +294,7 @@ def test_an_issue_over_its_wall_clock_limit_ends_timed_out(
         identifier = world.linear.store.find_issue(issue_id).identifier
         pids = wait_running(e2e, identifier, ("add-function", "multiply-function"))
         assert e2e.wait_end(issue_id) == "timed_out"
-        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
+        wait_until(lambda: not any(alive(pid) for pid in pids), timeout=60)
         report = e2e.report(issue_id)
         assert "ran longer than its 6s limit" in report
         rows = e2e.subtask_rows(issue_id)
@@ -411,7 +409,7 @@ def test_follow_ups_naming_sub_tasks_become_their_feedback(
                 None,
             )
         )
-        wait_until(lambda: e2e.state_name(add) == "Done", timeout=60)
+        wait_until(lambda: e2e.state_name(add) == "Done", timeout=180)
         assert e2e.agent_calls(identifier, "multiply-function")[-1]["resume"] is None
         e2e.send(
             world.linear.comment_created(issue_id, f"{add.identifier}: document add in ADD.md")
@@ -468,7 +466,7 @@ def test_a_follow_up_naming_a_finished_codegen_sub_task_resumes_its_run(
                 None,
             )
         )
-        wait_until(lambda: e2e.state_name(add) == "Done", timeout=60)
+        wait_until(lambda: e2e.state_name(add) == "Done", timeout=180)
         assert e2e.subtask_rows(issue_id)["multiply-function"][0] == "running"
         e2e.send(world.linear.comment_created(issue_id, f"{add.identifier}: also handle floats"))
         assert e2e.wait_end(issue_id) == "done", e2e.log()[-4000:]
@@ -553,11 +551,11 @@ def test_app_mode_thought_plan_and_response(world: SandboxWorld, tmp_path: Path)
     with running(world, tmp_path / "state", **env) as e2e:
         created = world.linear.agent_session_created(issue_id)
         session_id = created.payload["agentSession"]["id"]
-        sent_at = time.time()
         e2e.send(created)
-        first = wait_until(lambda: world.linear.store.activities_of(session_id), timeout=10)[0]
+        first = wait_until(lambda: world.linear.store.activities_of(session_id), timeout=60)[0]
+        # The first word is a thought (its latency is measured in bench/first_activity.py,
+        # not timed here: a loaded machine must not turn this test red).
         assert first.content["type"] == "thought"
-        assert first.created_at - sent_at < 5.0
         assert e2e.wait_end(issue_id) == "done"
         activities = world.linear.store.activities_of(session_id)
         responses = [a for a in activities if a.content["type"] == "response"]
@@ -620,7 +618,7 @@ def test_stop_abandons_cloud_runs_and_records_them(world: SandboxWorld, tmp_path
     env = {"EDGE_WORKER_STRATEGY": "cloud-only", "EDGE_WORKER_CODEGEN__COST_PER_RUN_USD": "0.40"}
     with running(world, tmp_path / "state", **env) as e2e:
         e2e.assign(issue_id)
-        wait_until(lambda: len(world.codegen.runs) == 2, timeout=30)
+        wait_until(lambda: len(world.codegen.runs) == 2, timeout=120)
         e2e.unassign(issue_id)
         assert e2e.wait_end(issue_id) == "stopped"
         report = e2e.report(issue_id)

@@ -87,9 +87,12 @@ class Daemon:
         """DBOS's checkpoints (workflow_status, operation_outputs, ...)."""
         return self.state_dir / "edge-worker-dbos.sqlite"
 
-    def start(self, timeout: float = 30.0) -> Daemon:
+    def start(self, timeout: float = 120.0) -> Daemon:
+        """Spawn the daemon and wait until it is ready. When its port was taken meanwhile
+        (``free_port`` only finds a port free at one moment), it moves to another one."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        logged = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--port", str(self.port)],
             env=self.env,
@@ -99,6 +102,11 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                said = self.log_path.read_bytes()[logged:].decode(errors="replace")
+                if "address already in use" in said.lower():
+                    self.port = free_port()
+                    self.url = f"http://127.0.0.1:{self.port}"
+                    return self.start(max(1.0, deadline - time.monotonic()))
                 raise RuntimeError(f"daemon exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:

@@ -33,7 +33,7 @@ FAST_ENV = {
     "EDGE_WORKER_CODEGEN__POLL_INTERVAL_SECONDS": "0.1",
     "EDGE_WORKER_LOG_LEVEL": "info",
 }
-END_TIMEOUT = 90.0
+END_TIMEOUT = 300.0
 WORKFLOWS_SQL = "SELECT workflow_uuid, status, executor_id, queue_name FROM workflow_status"
 LAST_STEPS_SQL = (
     "SELECT workflow_uuid, function_id, function_name, completed_at_epoch_ms "
@@ -222,7 +222,7 @@ class E2E:
         return self.world.agent_calls(issue_identifier, key)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something truthy; ``AssertionError`` on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
