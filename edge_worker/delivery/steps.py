@@ -166,7 +166,9 @@ async def deliver_verified(
     note: str | None = None
     delivered = False
     local = not urls and branch and repository is not None and repository.path is not None
-    if local and repository is not None and repository.delivery and settings.github.configured:
+    per_subtask = repository is not None and repository.delivery is not None
+    per_subtask = per_subtask and repository.delivery.policy == "per-subtask"  # type: ignore[union-attr]
+    if local and per_subtask and repository and repository.delivery and settings.github.configured:
         merged_in = task.get("merge_branches") or []
         shipped = await ship_subtask_step(
             {
