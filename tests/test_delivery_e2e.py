@@ -55,7 +55,9 @@ def github(tmp_path: Path, world: SandboxWorld) -> Iterator[GitHubStandIn]:
         yield stand_in
 
 
-def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E2E:
+def delivering(
+    world: SandboxWorld, github: GitHubStandIn, state_dir: Path, policy: str = "per-subtask"
+) -> E2E:
     env = {
         "EDGE_WORKER_STRATEGY": "local-only",
         "EDGE_WORKER_GITHUB__API_URL": github.base_url,
@@ -70,6 +72,7 @@ def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E
             "\n[repositories.delivery]\n"
             f'owner = "{OWNER}"\nname = "{REPO}"\nremote_url = "{github.clone_url(OWNER, REPO)}"\n'
             'labels = ["edge-worker"]\nreviewers = ["octocat"]\n'
+            f'policy = "{policy}"\n'
         )
     return e2e
 
@@ -109,6 +112,46 @@ def test_each_verified_local_sub_task_becomes_a_linked_pull_request(
     tokens = github.issued_tokens()
     assert len(tokens) == 1  # one installation token, cached across both deliveries
     assert tokens[0] not in e2e.log()
+
+
+def test_the_per_issue_policy_delivers_the_whole_issue_as_one_linked_pull_request(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state", policy="per-issue").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+    store = world.linear.store
+    parent = store.find_issue(issue_id)
+    children = store.children_of(issue_id)
+    [pull] = github.pulls[(OWNER, REPO)]
+    url = f"{github.base_url}/{OWNER}/{REPO}/pull/{pull.number}"
+    assert pull.head == f"edge-worker/{parent.identifier}" and pull.base == "main"
+    assert pull.body.startswith(f"Fixes {parent.identifier}, ")
+    for child in children:
+        assert child.identifier in pull.body.split("\n")[0]
+        assert f"## {child.title}" in pull.body
+    bare = github.repository_path(OWNER, REPO)
+    tree = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", pull.head],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for solution in ("add-function", "multiply-function"):
+        assert set(DEMO_SOLUTIONS[solution]) <= set(tree)  # both sub-tasks' work merged in
+    attached = [a.url for a in store.attachments.values() if a.issue_id == issue_id]
+    assert attached == [url]
+    report = e2e.report(issue_id)
+    for child in children:
+        assert url in " ".join(row_of(report, child.identifier))
+    assert github.contract_violations == []
 
 
 def send_github(
