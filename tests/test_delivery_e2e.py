@@ -231,6 +231,8 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
             lambda: [c.body for c in store.comments_on(other.id) if "abandoned" in c.body]
         )
         assert len(abandoned) == 1 and f"/pull/{multiply.number}" in abandoned[0]
+        wait_until(lambda: "abandoned" in row_of(e2e.report(issue_id), other.identifier)[2])
+        assert "abandoned" not in row_of(e2e.report(issue_id), add_issue.identifier)[2]
         assert e2e.state_name(store.find_issue(issue_id)) != "Done"  # not all merged
         assert github.contract_violations == []
     finally:

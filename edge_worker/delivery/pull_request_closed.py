@@ -5,7 +5,9 @@ Contract: :func:`pull_request_closed` is a DBOS workflow started once per GitHub
 - merged: the sub-issue moves to its team's first ``completed`` state; when every sub-issue
   of the parent is then completed, the parent moves there too.
 - closed without merging: the sub-issue moves to its team's first ``canceled`` state and
-  gets one comment (a client-chosen id) saying the sub-task is abandoned, with the link.
+  gets one comment (a client-chosen id) saying the sub-task is abandoned, with the link,
+  and the sub-task's row in the parent's report comment is edited in place to say
+  abandoned (a later re-render of the report from the orchestration shows its own status).
 Every step is safe to repeat (moves are idempotent, the comment id is deterministic).
 """
 
@@ -17,6 +19,9 @@ from dbos import DBOS
 
 from edge_worker.ids import stable_uuid4
 from edge_worker.orchestration.existing import subtask_issue_id
+from edge_worker.reporting.markers import find_marker
+from edge_worker.reporting.report import REPORT_PURPOSE
+from edge_worker.reporting.report_edit import with_row_status
 
 ABANDONED_TEXT = (
     "The pull request {url} was closed without being merged, so this sub-task is abandoned. "
@@ -65,6 +70,23 @@ async def _comment_step(issue_id: str, comment_id: str, body: str) -> None:
     await adapters().linear.create_comment(id=comment_id, issue_id=issue_id, body=body)
 
 
+@DBOS.step()
+async def _mark_report_row_step(parent_id: str, sub_issue_id: str, status: str) -> bool:
+    """Edit the sub-issue's row of the parent's report comment; ``False`` when none."""
+    from edge_worker.orchestration.steps import adapters
+
+    linear = adapters().linear
+    identifier = (await linear.issue(sub_issue_id)).identifier
+    parent = await linear.issue(parent_id)
+    for comment in parent.comments:
+        if find_marker(comment.body, REPORT_PURPOSE, parent_id):
+            edited = with_row_status(comment.body, identifier, status)
+            if edited is not None:
+                await linear.update_comment(comment.id, edited)
+            return True
+    return False
+
+
 @DBOS.workflow()
 async def pull_request_closed(event: dict[str, Any]) -> str:
     """See the module contract; ``event`` has issue_id, key, merged, url, number."""
@@ -82,4 +104,5 @@ async def pull_request_closed(event: dict[str, Any]) -> str:
         await _move_step(sub_issue, canceled["state_id"])
     comment_id = stable_uuid4(sub_issue, "pull-request-abandoned", str(event["number"]))
     await _comment_step(sub_issue, comment_id, ABANDONED_TEXT.format(url=event["url"]))
+    await _mark_report_row_step(event["issue_id"], sub_issue, "abandoned")
     return "abandoned"
