@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_worker.delivery import text
+from edge_worker.sandbox.anthropic import ToolAnswer
 from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.github import GitHubStandIn
 from edge_worker.sandbox.world import SandboxWorld
@@ -152,6 +154,31 @@ def test_the_per_issue_policy_delivers_the_whole_issue_as_one_linked_pull_reques
     for child in children:
         assert url in " ".join(row_of(report, child.identifier))
     assert github.contract_violations == []
+
+
+def test_a_merge_finds_a_sub_issue_the_plan_reused(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    store = world.linear.store
+    issue_id = world.new_issue()
+    existing = store.add_issue("Add calc.add(a, b)", "Started earlier.", parent_id=issue_id)
+    add = next(s for s in demo_plan(sys.executable)["subtasks"] if s["key"] == "add-function")
+    add["reuses"] = existing.identifier
+    world.anthropic.default = ToolAnswer({"summary": "Reuse it.", "subtasks": [add]})
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+        assert [c.id for c in store.children_of(issue_id)] == [existing.id]
+        [pull] = github.pulls[(OWNER, REPO)]
+        assert text.marked_sub_issue(pull.body, "add-function") == existing.identifier
+        event, closed = github.webhook("closed", pull.number, merged=True)
+        assert send_github(e2e, event, closed, "merge-reused").status_code == 200
+        wait_until(lambda: e2e.state_name(existing) == "Done", timeout=30)
+        wait_until(lambda: e2e.state_name(store.find_issue(issue_id)) == "Done", timeout=30)
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
 
 
 def send_github(

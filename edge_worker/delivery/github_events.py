@@ -21,6 +21,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge_worker.delivery.text import marked_sub_issue
+
 BRANCH = re.compile(r"^edge-worker/(?P<issue>[A-Za-z][A-Za-z0-9]*-\d+)-(?P<key>[a-z0-9_-]+)$")
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "action_required", "startup_failure"})
 FEEDBACK_LIMIT = 4000
@@ -43,6 +45,8 @@ class PullRequestEvent:
     url: str | None = None
     text: str = ""
     sender: str = ""
+    sub_issue_identifier: str | None = None
+    """The sub-issue its marker names (a reused one's identifier is not in the branch)."""
 
 
 def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -88,6 +92,7 @@ def classify(event: str, payload: dict[str, Any], own_logins: Collection[str]) -
         "number": int(pull["number"]),
         "url": str(pull.get("html_url") or ""),
         "sender": sender,
+        "sub_issue_identifier": marked_sub_issue(pull.get("body"), key),
     }
     action = payload.get("action")
     if event == "pull_request" and action == "closed":

@@ -8,7 +8,9 @@ Contract: :func:`pull_request_closed` is a DBOS workflow started once per GitHub
   gets one comment (a client-chosen id) saying the sub-task is abandoned, with the link,
   and the sub-task's row in the parent's report comment is edited in place to say
   abandoned (a later re-render of the report from the orchestration shows its own status).
-Every step is safe to repeat (moves are idempotent, the comment id is deterministic).
+The sub-issue is the parent's child named by the pull request's marker (so a sub-issue the
+plan reused is found), else the id the daemon chose for it. Every step is safe to repeat
+(moves are idempotent, the comment id is deterministic).
 """
 
 from __future__ import annotations
@@ -87,10 +89,26 @@ async def _mark_report_row_step(parent_id: str, sub_issue_id: str, status: str) 
     return False
 
 
+@DBOS.step()
+async def _sub_issue_step(parent_id: str, key: str, identifier: str | None) -> str:
+    """The sub-issue's id: the parent's child the pull request's marker names (a reused
+    sub-issue), else the id the daemon chose when it created the sub-issue."""
+    from edge_worker.orchestration.steps import adapters
+
+    if identifier:
+        parent = await adapters().linear.issue(parent_id)
+        for child in parent.children:
+            if child.identifier.upper() == identifier:
+                return child.id
+    return subtask_issue_id(parent_id, key)
+
+
 @DBOS.workflow()
 async def pull_request_closed(event: dict[str, Any]) -> str:
     """See the module contract; ``event`` has issue_id, key, merged, url, number."""
-    sub_issue = subtask_issue_id(event["issue_id"], event["key"])
+    sub_issue = await _sub_issue_step(
+        event["issue_id"], event["key"], event.get("sub_issue_identifier")
+    )
     if event["merged"]:
         done = await _state_of_type_step(sub_issue, "completed")
         if done["state_id"]:
