@@ -124,12 +124,17 @@ def test_the_per_issue_policy_delivers_the_whole_issue_as_one_linked_pull_reques
     try:
         e2e.assign(issue_id)
         assert e2e.wait_end(issue_id) == "done", e2e.log()
+        parent = world.linear.store.find_issue(issue_id)
+        assert e2e.state_name(parent) != "Done"
+        [pull] = github.pulls[(OWNER, REPO)]
+        event, closed = github.webhook("closed", pull.number, merged=True)
+        assert send_github(e2e, event, closed, "merge-issue").json()["action"] == "merged"
+        wait_until(lambda: e2e.state_name(parent) == "Done", timeout=30)
     finally:
         e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
 
     store = world.linear.store
-    parent = store.find_issue(issue_id)
     children = store.children_of(issue_id)
     [pull] = github.pulls[(OWNER, REPO)]
     url = f"{github.base_url}/{OWNER}/{REPO}/pull/{pull.number}"

@@ -117,3 +117,13 @@ def test_a_close_names_the_sub_issue_its_marker_names_for_a_reused_sub_issue(
     assert closed.sub_issue_identifier == "ENG-7"
     assert text.marked_sub_issue(pull.body, "other-key") is None
     assert github.contract_violations == []
+
+
+def test_a_per_issue_pull_request_is_acted_on_when_closed_only(github: GitHubStandIn) -> None:
+    event, body = github.webhook("closed", 1, merged=True)
+    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
+    merged = classify(event, body, [BOT])
+    assert (merged.action, merged.issue_identifier, merged.key) == ("merged", "ENG-12", None)
+    event, body = github.webhook("review", 1, body="x")
+    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
+    assert classify(event, body, [BOT]).action == "ignore"

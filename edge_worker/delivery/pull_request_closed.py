@@ -8,6 +8,9 @@ Contract: :func:`pull_request_closed` is a DBOS workflow started once per GitHub
   gets one comment (a client-chosen id) saying the sub-task is abandoned, with the link,
   and the sub-task's row in the parent's report comment is edited in place to say
   abandoned (a later re-render of the report from the orchestration shows its own status).
+A per-issue pull request (``key`` is ``None``): merged moves the parent to its first
+``completed`` state (its sub-issues were completed when they passed); closed unmerged gets
+one comment on the parent.
 The sub-issue is the parent's child named by the pull request's marker (so a sub-issue the
 plan reused is found), else the id the daemon chose for it. Every step is safe to repeat
 (moves are idempotent, the comment id is deterministic).
@@ -103,9 +106,29 @@ async def _sub_issue_step(parent_id: str, key: str, identifier: str | None) -> s
     return subtask_issue_id(parent_id, key)
 
 
+ISSUE_ABANDONED_TEXT = (
+    "The pull request {url} carrying this issue's work was closed without being merged. "
+    "The work stays on its branches; reopen the pull request or reassign the issue."
+)
+
+
+async def _issue_pull_request_closed(event: dict[str, Any]) -> str:
+    parent = event["issue_id"]
+    if event["merged"]:
+        done = await _state_of_type_step(parent, "completed")
+        if done["state_id"]:
+            await _move_step(parent, done["state_id"])
+        return "merged; issue done"
+    comment_id = stable_uuid4(parent, "pull-request-abandoned", str(event["number"]))
+    await _comment_step(parent, comment_id, ISSUE_ABANDONED_TEXT.format(url=event["url"]))
+    return "abandoned"
+
+
 @DBOS.workflow()
 async def pull_request_closed(event: dict[str, Any]) -> str:
     """See the module contract; ``event`` has issue_id, key, merged, url, number."""
+    if event.get("key") is None:  # the per-issue pull request: the parent and all children
+        return await _issue_pull_request_closed(event)
     sub_issue = await _sub_issue_step(
         event["issue_id"], event["key"], event.get("sub_issue_identifier")
     )
