@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_worker.delivery import text
+from edge_worker.sandbox.anthropic import ToolAnswer
 from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.github import GitHubStandIn
 from edge_worker.sandbox.world import SandboxWorld
@@ -55,7 +57,9 @@ def github(tmp_path: Path, world: SandboxWorld) -> Iterator[GitHubStandIn]:
         yield stand_in
 
 
-def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E2E:
+def delivering(
+    world: SandboxWorld, github: GitHubStandIn, state_dir: Path, policy: str = "per-subtask"
+) -> E2E:
     env = {
         "EDGE_WORKER_STRATEGY": "local-only",
         "EDGE_WORKER_GITHUB__API_URL": github.base_url,
@@ -70,6 +74,7 @@ def delivering(world: SandboxWorld, github: GitHubStandIn, state_dir: Path) -> E
             "\n[repositories.delivery]\n"
             f'owner = "{OWNER}"\nname = "{REPO}"\nremote_url = "{github.clone_url(OWNER, REPO)}"\n'
             'labels = ["edge-worker"]\nreviewers = ["octocat"]\n'
+            f'policy = "{policy}"\n'
         )
     return e2e
 
@@ -109,6 +114,76 @@ def test_each_verified_local_sub_task_becomes_a_linked_pull_request(
     tokens = github.issued_tokens()
     assert len(tokens) == 1  # one installation token, cached across both deliveries
     assert tokens[0] not in e2e.log()
+
+
+def test_the_per_issue_policy_delivers_the_whole_issue_as_one_linked_pull_request(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state", policy="per-issue").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+        parent = world.linear.store.find_issue(issue_id)
+        assert e2e.state_name(parent) != "Done"
+        [pull] = github.pulls[(OWNER, REPO)]
+        event, closed = github.webhook("closed", pull.number, merged=True)
+        assert send_github(e2e, event, closed, "merge-issue").json()["action"] == "merged"
+        wait_until(lambda: e2e.state_name(parent) == "Done", timeout=30)
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+    store = world.linear.store
+    children = store.children_of(issue_id)
+    [pull] = github.pulls[(OWNER, REPO)]
+    url = f"{github.base_url}/{OWNER}/{REPO}/pull/{pull.number}"
+    assert pull.head == f"edge-worker/{parent.identifier}" and pull.base == "main"
+    assert pull.body.startswith(f"Fixes {parent.identifier}, ")
+    for child in children:
+        assert child.identifier in pull.body.split("\n")[0]
+        assert f"## {child.title}" in pull.body
+    bare = github.repository_path(OWNER, REPO)
+    tree = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", pull.head],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for solution in ("add-function", "multiply-function"):
+        assert set(DEMO_SOLUTIONS[solution]) <= set(tree)  # both sub-tasks' work merged in
+    attached = [a.url for a in store.attachments.values() if a.issue_id == issue_id]
+    assert attached == [url]
+    report = e2e.report(issue_id)
+    for child in children:
+        assert url in " ".join(row_of(report, child.identifier))
+    assert github.contract_violations == []
+
+
+def test_a_merge_finds_a_sub_issue_the_plan_reused(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    store = world.linear.store
+    issue_id = world.new_issue()
+    existing = store.add_issue("Add calc.add(a, b)", "Started earlier.", parent_id=issue_id)
+    add = next(s for s in demo_plan(sys.executable)["subtasks"] if s["key"] == "add-function")
+    add["reuses"] = existing.identifier
+    world.anthropic.default = ToolAnswer({"summary": "Reuse it.", "subtasks": [add]})
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+        assert [c.id for c in store.children_of(issue_id)] == [existing.id]
+        [pull] = github.pulls[(OWNER, REPO)]
+        assert text.marked_sub_issue(pull.body, "add-function") == existing.identifier
+        event, closed = github.webhook("closed", pull.number, merged=True)
+        assert send_github(e2e, event, closed, "merge-reused").status_code == 200
+        wait_until(lambda: e2e.state_name(existing) == "Done", timeout=30)
+        wait_until(lambda: e2e.state_name(store.find_issue(issue_id)) == "Done", timeout=30)
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
 
 
 def send_github(
@@ -188,6 +263,8 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
             lambda: [c.body for c in store.comments_on(other.id) if "abandoned" in c.body]
         )
         assert len(abandoned) == 1 and f"/pull/{multiply.number}" in abandoned[0]
+        wait_until(lambda: "abandoned" in row_of(e2e.report(issue_id), other.identifier)[2])
+        assert "abandoned" not in row_of(e2e.report(issue_id), add_issue.identifier)[2]
         assert e2e.state_name(store.find_issue(issue_id)) != "Done"  # not all merged
         assert github.contract_violations == []
     finally:

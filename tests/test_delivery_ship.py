@@ -18,7 +18,12 @@ from edge_worker.delivery.github_client import (
     GitHubClient,
     StaticToken,
 )
-from edge_worker.delivery.ship import Dependency, RepositoryDelivery, ship_subtask
+from edge_worker.delivery.ship import (
+    Dependency,
+    RepositoryDelivery,
+    ship_subtask,
+    unmerged_dependency,
+)
 from edge_worker.sandbox.github import PULLS_PATH, GitHubStandIn
 from tests.support.github import (
     APP_ID,
@@ -330,3 +335,22 @@ async def test_the_installation_token_is_cached_and_renewed_before_it_expires(
         assert await client.token() == first and auth.exchanges == 1
         now[0] += 3600 - 200  # inside the renewal window
         assert await client.token() != first and auth.exchanges == 2
+
+
+async def test_with_several_dependencies_it_stacks_on_the_one_github_says_is_unmerged(
+    client: GitHubClient, github: GitHubStandIn, work: Path
+) -> None:
+    await ship(client, github, work)  # api: pull request 1
+    commit_on_branch(work, "edge-worker/ENG-12-db", "db.py", "db = True\n")
+    db = text.PullRequestFacts("ENG-12", "db", "Store the orders")
+    await ship(client, github, work, branch="edge-worker/ENG-12-db", facts=db)  # 2
+    dependencies = ["edge-worker/ENG-12-api", "edge-worker/ENG-12-db"]
+
+    github.merge(OWNER, REPO, 2)  # the nearer one is merged: stack on the other
+    chosen = await unmerged_dependency(client, config(github), dependencies)
+    assert chosen == Dependency("edge-worker/ENG-12-api", merged=False)
+
+    github.merge(OWNER, REPO, 1)
+    assert await unmerged_dependency(client, config(github), dependencies) is None
+    assert await unmerged_dependency(client, config(github), ["never-delivered"]) is None
+    assert github.contract_violations == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_worker.delivery import text
 from edge_worker.delivery.github_events import classify, signature_valid, sub_task_of
 from edge_worker.sandbox.github import GitHubStandIn
 from tests.support.github import (
@@ -100,3 +101,29 @@ def test_the_signature_is_an_hmac_of_the_raw_body() -> None:
     assert not signature_valid(b"other", body, good)
     assert not signature_valid(b"s3cret", body, None)
     assert not signature_valid(b"", body, good)
+
+
+def test_a_close_names_the_sub_issue_its_marker_names_for_a_reused_sub_issue(
+    github: GitHubStandIn,
+) -> None:
+    unmarked = classify(*github.webhook("closed", 1, merged=True), [BOT])
+    assert unmarked.sub_issue_identifier is None  # the daemon's own id is used then
+    [pull] = github.pulls[(OWNER, REPO)]
+    pull.body = text.pull_request_body(text.PullRequestFacts("ENG-7", "api", "Reused"))
+
+    closed = classify(*github.webhook("closed", 1, merged=False), [BOT])
+
+    assert (closed.action, closed.issue_identifier) == ("closed", "ENG-12")
+    assert closed.sub_issue_identifier == "ENG-7"
+    assert text.marked_sub_issue(pull.body, "other-key") is None
+    assert github.contract_violations == []
+
+
+def test_a_per_issue_pull_request_is_acted_on_when_closed_only(github: GitHubStandIn) -> None:
+    event, body = github.webhook("closed", 1, merged=True)
+    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
+    merged = classify(event, body, [BOT])
+    assert (merged.action, merged.issue_identifier, merged.key) == ("merged", "ENG-12", None)
+    event, body = github.webhook("review", 1, body="x")
+    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
+    assert classify(event, body, [BOT]).action == "ignore"

@@ -50,9 +50,16 @@ def classify_push_failure(stderr: str) -> DeliveryError:
 
 
 async def push_branch(
-    worktree: Path, *, remote_url: str, local_branch: str, remote_branch: str, token: str
+    worktree: Path,
+    *,
+    remote_url: str,
+    local_branch: str,
+    remote_branch: str,
+    token: str,
+    force: bool = False,
 ) -> None:
-    """Push ``local_branch`` to ``remote_branch`` at ``remote_url`` (see module contract)."""
+    """Push ``local_branch`` to ``remote_branch`` at ``remote_url`` (see module contract);
+    ``force`` replaces the remote branch (only for a branch the daemon alone writes)."""
     with tempfile.TemporaryDirectory(prefix="edge-worker-askpass-") as private:
         folder = Path(private)
         folder.chmod(0o700)
@@ -74,7 +81,7 @@ async def push_branch(
             "push",
             "--porcelain",
             remote_url,
-            f"refs/heads/{local_branch}:refs/heads/{remote_branch}",
+            f"{'+' if force else ''}refs/heads/{local_branch}:refs/heads/{remote_branch}",
             cwd=worktree,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,

@@ -38,7 +38,7 @@ RENEW_BEFORE_SECONDS = 300.0
 MAX_RETRIES = 3
 
 ErrorKind = Literal[
-    "auth", "installation", "not_found", "rejected", "rate_limited", "unavailable", "push"
+    "auth", "installation", "not_found", "rejected", "rate_limited", "unavailable", "push", "merge"
 ]
 REASONS: dict[ErrorKind, str] = {
     "auth": "GitHub refused the daemon's credentials; check its token or GitHub App key.",
@@ -48,6 +48,7 @@ REASONS: dict[ErrorKind, str] = {
     "rate_limited": "GitHub's rate limit is exhausted; delivery will need to be retried later.",
     "unavailable": "GitHub is not answering properly right now; delivery can be retried.",
     "push": "The push to GitHub was rejected",
+    "merge": "The sub-tasks could not be merged into one branch",
 }
 
 

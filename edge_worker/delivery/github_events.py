@@ -21,7 +21,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge_worker.delivery.text import marked_sub_issue
+
 BRANCH = re.compile(r"^edge-worker/(?P<issue>[A-Za-z][A-Za-z0-9]*-\d+)-(?P<key>[a-z0-9_-]+)$")
+ISSUE_BRANCH = re.compile(r"^edge-worker/(?P<issue>[A-Za-z][A-Za-z0-9]*-\d+)$")
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out", "action_required", "startup_failure"})
 FEEDBACK_LIMIT = 4000
 REVIEW_FEEDBACK = "`{key}`: {login} requested changes on the pull request {url}:\n\n{body}"
@@ -43,6 +46,8 @@ class PullRequestEvent:
     url: str | None = None
     text: str = ""
     sender: str = ""
+    sub_issue_identifier: str | None = None
+    """The sub-issue its marker names (a reused one's identifier is not in the branch)."""
 
 
 def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -78,7 +83,11 @@ def classify(event: str, payload: dict[str, Any], own_logins: Collection[str]) -
     pull = payload.get("pull_request")
     if not isinstance(pull, dict):
         return _ignore(f"not about a pull request: {event}")
-    named = sub_task_of(str((pull.get("head") or {}).get("ref") or ""))
+    ref = str((pull.get("head") or {}).get("ref") or "")
+    whole = ISSUE_BRANCH.match(ref)
+    if whole is not None:
+        return _issue_pull_request(event, payload, pull, whole["issue"].upper(), sender)
+    named = sub_task_of(ref)
     if named is None:
         return _ignore("not a pull request of the daemon")
     issue, key = named
@@ -88,6 +97,7 @@ def classify(event: str, payload: dict[str, Any], own_logins: Collection[str]) -
         "number": int(pull["number"]),
         "url": str(pull.get("html_url") or ""),
         "sender": sender,
+        "sub_issue_identifier": marked_sub_issue(pull.get("body"), key),
     }
     action = payload.get("action")
     if event == "pull_request" and action == "closed":
@@ -113,6 +123,25 @@ def classify(event: str, payload: dict[str, Any], own_logins: Collection[str]) -
         )
         return PullRequestEvent("feedback", "review comment", text=text, **common)  # type: ignore[arg-type]
     return _ignore(f"not acted on: {event} {action}")
+
+
+def _issue_pull_request(
+    event: str, payload: dict[str, Any], pull: dict[str, Any], issue: str, sender: str
+) -> PullRequestEvent:
+    """A per-issue pull request (``key`` is ``None``): only its merge or close is acted on;
+    review feedback on it is not routed to a sub-task (it names none)."""
+    if event != "pull_request" or payload.get("action") != "closed":
+        return _ignore("feedback on a per-issue pull request is not routed to a sub-task")
+    action: Action = "merged" if pull.get("merged") else "closed"
+    reason = "pull request merged" if action == "merged" else "pull request closed unmerged"
+    return PullRequestEvent(
+        action,
+        reason,
+        issue_identifier=issue,
+        number=int(pull["number"]),
+        url=str(pull.get("html_url") or ""),
+        sender=sender,
+    )
 
 
 def _check_run(payload: dict[str, Any], sender: str) -> PullRequestEvent:

@@ -104,6 +104,7 @@ class GitHubIntake:
                 "merged": event.action == "merged",
                 "url": event.url,
                 "number": event.number,
+                "sub_issue_identifier": event.sub_issue_identifier,
             }
             with SetWorkflowID(workflow_id(delivery)):
                 await DBOS.start_workflow_async(pull_request_closed, closed)

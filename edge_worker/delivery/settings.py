@@ -5,7 +5,9 @@ the environment): either a GitHub App (``app_id``, ``private_key_file``,
 ``installation_id``) or a ``token``; nothing is delivered without one of them.
 :class:`DeliverySettings` is ``[repositories.delivery]`` under a repository: the GitHub
 ``owner``/``name``, the ``remote_url`` git pushes to (no credentials in it), draft or ready,
-labels and reviewers, and the policy (one pull request per sub-task).
+labels and reviewers, and the policy: ``per-subtask`` (default, one pull request per
+sub-task) or ``per-issue`` (the sub-task branches merged in dependency order into one branch
+and one pull request, opened once all the issue's sub-tasks passed).
 """
 
 from __future__ import annotations
@@ -46,4 +48,4 @@ class DeliverySettings(BaseModel):
     draft: bool = False
     labels: list[str] = []
     reviewers: list[str] = []
-    policy: Literal["per-subtask"] = "per-subtask"
+    policy: Literal["per-subtask", "per-issue"] = "per-subtask"

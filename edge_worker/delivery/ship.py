@@ -10,12 +10,16 @@ Contract:
   repeat after feedback re-requests the reviews).
 - On a fresh sub-task it makes at most 5 GitHub API requests (token exchange, lookup,
   create, labels, reviewers); see ``bench/README.md``.
+- :func:`unmerged_dependency` picks what a sub-task with several dependencies stacks on:
+  the nearest one (last in plan order) whose pull request GitHub says is still open. Merged
+  ones and ones never delivered are skipped, so with none left it goes on the base branch.
 - Failures raise :class:`~edge_worker.delivery.github_client.DeliveryError`; nothing is
   retried blindly here, and the branch stays pushed or local as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,17 @@ class ShippedPullRequest:
     url: str
     base: str
     created: bool
+
+
+async def unmerged_dependency(
+    client: GitHubClient, repository: RepositoryDelivery, branches: Sequence[str]
+) -> Dependency | None:
+    """The dependency to stack on, asked from GitHub (see module contract)."""
+    for branch in reversed(branches):
+        pull = await client.find_pull(repository.owner, repository.name, branch)
+        if pull is not None and pull.state == "open":
+            return Dependency(branch, merged=False)
+    return None
 
 
 async def ship_subtask(

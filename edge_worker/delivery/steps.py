@@ -3,13 +3,15 @@
 Contract:
 - :func:`deliver_verified` is called by a sub-task that passed verification. For local work
   in a repository with ``[repositories.delivery]`` and GitHub credentials it ships the
-  branch (:func:`ship_subtask_step`); every pull request of the sub-task (its own or
-  Codegen's) is then attached to the sub-issue on Linear (:func:`attach_pull_requests_step`).
-  It returns the run result with the pull request URL added to ``pr_urls`` (the session's
-  links and the report's row come from there) and, when delivery failed, a one-line
-  ``delivery_note`` for the sub-issue and the report, and ``delivered`` (the sub-issue then
-  waits in the review state until its pull request is merged). The verified branch is kept
-  either way.
+  branch (:func:`ship_subtask_step`), stacked on the nearest local dependency whose pull
+  request is still open on GitHub (asked, not assumed); every pull request of the sub-task
+  (its own or Codegen's) is then attached to the sub-issue on Linear
+  (:func:`attach_pull_requests_step`). It returns the run result with the pull request URL
+  added to ``pr_urls`` (the session's links and the report's row come from there) and,
+  when delivery failed, a one-line ``delivery_note`` for the sub-issue and the report, and
+  ``delivered`` (the sub-issue then waits in the review state until its pull request is
+  merged). The verified branch is kept either way. With the ``per-issue`` policy nothing
+  is shipped here (see :mod:`edge_worker.delivery.issue_steps`).
 - Both steps are safe to repeat: shipping looks the pull request up before creating it, and
   Linear keeps one attachment per issue and URL.
 - The GitHub App's installation token is cached per process, so consecutive deliveries
@@ -35,7 +37,7 @@ from edge_worker.delivery.github_client import (
     StaticToken,
 )
 from edge_worker.delivery.settings import GitHubSettings
-from edge_worker.delivery.ship import Dependency, RepositoryDelivery, ship_subtask
+from edge_worker.delivery.ship import RepositoryDelivery, ship_subtask, unmerged_dependency
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +85,6 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
             "checks": tuple(text.CheckEvidence(**check) for check in raw["checks"]),
         }
     )
-    dependency = request.get("dependency")
     async with httpx.AsyncClient(timeout=30.0) as http:
         client = GitHubClient(
             http,
@@ -92,6 +93,7 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
             max_wait_seconds=settings.github.max_wait_seconds,
         )
         try:
+            dependency = await unmerged_dependency(client, target, request["dependencies"])
             shipped = await ship_subtask(
                 client,
                 target,
@@ -99,7 +101,7 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
                 worktree=Path(repository.path),
                 local_branch=request["branch"],
                 remote_branch=request["branch"],
-                dependency=Dependency(dependency, merged=False) if dependency else None,
+                dependency=dependency,
             )
         except DeliveryError as failed:
             log.warning("delivery failed", kind=failed.kind, requests=client.requests)
@@ -166,14 +168,16 @@ async def deliver_verified(
     note: str | None = None
     delivered = False
     local = not urls and branch and repository is not None and repository.path is not None
-    if local and repository is not None and repository.delivery and settings.github.configured:
+    per_subtask = repository is not None and repository.delivery is not None
+    per_subtask = per_subtask and repository.delivery.policy == "per-subtask"  # type: ignore[union-attr]
+    if local and per_subtask and repository and repository.delivery and settings.github.configured:
         merged_in = task.get("merge_branches") or []
         shipped = await ship_subtask_step(
             {
                 "repository_id": repository.id,
                 "branch": branch,
                 "facts": _facts(spec, checks, iterations, cost, review),
-                "dependency": merged_in[0] if merged_in else None,
+                "dependencies": list(merged_in),
             }
         )
         if "pr_url" in shipped:

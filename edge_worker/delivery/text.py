@@ -16,6 +16,7 @@ Contract:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +78,14 @@ def marker(issue_identifier: str, subtask_key: str) -> str:
 def has_marker(body: str | None, issue_identifier: str, subtask_key: str) -> bool:
     """Whether ``body`` is the daemon's own text for this sub-task."""
     return marker(issue_identifier, subtask_key) in (body or "")
+
+
+def marked_sub_issue(body: str | None, subtask_key: str) -> str | None:
+    """The sub-issue identifier named by the marker for ``subtask_key`` in ``body`` (a
+    reused sub-issue's identifier differs from the branch's issue), else ``None``."""
+    named = rf"(?P<issue>[A-Za-z][A-Za-z0-9]*-\d+)/{re.escape(subtask_key)}"
+    found = re.search(rf"<!-- edge-worker:pull-request {named} -->", body or "")
+    return found["issue"].upper() if found else None
 
 
 def pull_request_title(facts: PullRequestFacts) -> str:

@@ -56,6 +56,8 @@ class TaskRecord(BaseModel):
     pr_url: str | None = None
     branch: str | None = None
     verification: str = "not verified"
+    checks: list[dict[str, Any]] = []
+    """Each verification command and its exit code (a per-issue pull request shows them)."""
     note: str | None = None
     workflow_id: str | None = None
     feedback: list[str] = []

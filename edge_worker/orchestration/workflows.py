@@ -41,6 +41,7 @@ from edge_worker.costs.budget import (
     threshold_of,
 )
 from edge_worker.costs.money import Total, format_usd
+from edge_worker.delivery.issue_steps import deliver_issue
 from edge_worker.delivery.steps import deliver_verified
 from edge_worker.executors.base import Evidence, RunStatus, Task, TaskAttachment, TaskLimits
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
@@ -594,6 +595,7 @@ class _SubtaskRun:
             "pr_url": (result.get("pr_urls") or [None])[0],
             "branch": result.get("branch") or self.handle.get("branch"),
             "verification": verification_summary(evidence),
+            "checks": [{"command": c["command"], "exit_code": c.get("exit_code")} for c in checks],
             "summary": result.get("summary") or result.get("error") or "",
             "note": _join(self.note, review.report_cell(self.review) or None),
             "review": self.review,
@@ -952,6 +954,12 @@ async def _finish(o: _Orchestration, state: ReportState, message: str | None = N
     # After a stop the session gets one final activity and Linear nothing else (Linear's
     # stop signal); in user mode the report is the only place that says it stopped.
     quiet = state == "stopped" and o.session_id is not None
+    if state == "done":  # a per-issue policy delivers the whole issue as one pull request
+        issue = o.snapshot.get("issue") or {}
+        repository = o.trigger.get("_repository")
+        undelivered = await deliver_issue(o.progress, repository, issue, o.issue_id, o.identifier)
+        if undelivered:
+            o.note(undelivered)
     if not quiet:
         await o.report(state)
     if state == "done" and _may_move(o):
@@ -1440,6 +1448,7 @@ def _apply_outcome(o: _Orchestration, message: dict[str, Any]) -> TaskRecord | N
     record.duration_seconds = message["duration_seconds"]
     record.pr_url, record.branch = message.get("pr_url"), message.get("branch")
     record.verification = message["verification"]
+    record.checks = message.get("checks") or []
     if message.get("note"):
         record.note = message["note"]
     return record

@@ -55,6 +55,7 @@ STATUS_TITLES: dict[str, str] = {
     "over_budget": "over budget",
     "timed_out": "timed out",
     "skipped": "skipped",
+    "abandoned": "abandoned (pull request closed unmerged)",
 }
 
 REPORT_HEADING = "## edge-worker: {identifier} is {state}"

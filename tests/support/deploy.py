@@ -454,7 +454,10 @@ def value_at(settings: BaseModel, path: tuple[str, ...]) -> Any:
 
 
 def is_unset_default(info: FieldInfo) -> bool:
-    """True when a field is unset by default (``None`` or empty): examples show a sample."""
+    """True when a field is unset by default (``None``, empty or required): examples show a
+    sample."""
+    if info.is_required():
+        return True
     if info.default_factory is not None:
         return False
     return info.default is None or info.default in ([], {}, "")
