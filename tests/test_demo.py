@@ -105,3 +105,14 @@ def test_mix_plan_hints_one_cloud_sub_task_and_stays_valid() -> None:
         assert set(hints.values()) == {"local"}
         roles = {subtask.role for subtask in plan.subtasks}
         assert ("scoper" in roles) is scoping
+
+
+@pytest.mark.slow
+def test_demo_runs_on_a_machine_without_linears_schema_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's machine has no ``../shared``: the stand-in serves its own subset of the
+    schema, which must carry every field and argument the daemon sends."""
+    monkeypatch.setenv("EDGE_WORKER_SHARED_DIR", str(tmp_path / "no-shared-here"))
+    assert run_demo(root=tmp_path / "demo") == 0
+    assert "schema validation: off" in capsys.readouterr().out

@@ -120,7 +120,16 @@ type Issue {
            orderBy: PaginationOrderBy): IssueConnection!
   comments(first: Int, last: Int, after: String, before: String, includeArchived: Boolean,
            orderBy: PaginationOrderBy): CommentConnection!
+  attachments(first: Int, last: Int, after: String, before: String, includeArchived: Boolean,
+              orderBy: PaginationOrderBy): AttachmentConnection!
 }
+type Attachment { id: ID! title: String! subtitle: String url: String! }
+type AttachmentEdge { node: Attachment! cursor: String! }
+type AttachmentConnection {
+  edges: [AttachmentEdge!]! nodes: [Attachment!]! pageInfo: PageInfo!
+}
+type RepositorySuggestion { confidence: Float! hostname: String repositoryFullName: String! }
+type RepositorySuggestionsPayload { suggestions: [RepositorySuggestion!]! }
 type IssueEdge { node: Issue! cursor: String! }
 type IssueConnection { edges: [IssueEdge!]! nodes: [Issue!]! pageInfo: PageInfo! }
 
@@ -175,7 +184,13 @@ type Query {
   comment(id: String, hash: String): Comment!
   agentActivity(id: String!): AgentActivity!
   agentSession(id: String!): AgentSession!
+  issueRepositorySuggestions(agentSessionId: String,
+    candidateRepositories: [CandidateRepository!]!, issueId: String!):
+    RepositorySuggestionsPayload!
 }
+
+input CandidateRepository { hostname: String! repositoryFullName: String! }
+enum AgentActivitySignal { auth continue select stop }
 
 input IssueCreateInput {
   id: String
@@ -203,10 +218,15 @@ input AgentActivityCreateInput {
   id: String
   agentSessionId: String!
   content: JSONObject!
+  contextualMetadata: JSONObject
   ephemeral: Boolean
+  signal: AgentActivitySignal
+  signalMetadata: JSONObject
 }
 input AgentSessionExternalUrlInput { label: String! url: String! }
 input AgentSessionUpdateInput {
+  addedExternalUrls: [AgentSessionExternalUrlInput!]
+  removedExternalUrls: [String!]
   externalUrls: [AgentSessionExternalUrlInput!]
   externalLink: String
   plan: JSONObject
@@ -216,6 +236,7 @@ type IssuePayload { lastSyncId: Float! success: Boolean! issue: Issue }
 type CommentPayload { lastSyncId: Float! success: Boolean! comment: Comment! }
 type AgentActivityPayload { lastSyncId: Float! success: Boolean! agentActivity: AgentActivity! }
 type AgentSessionPayload { lastSyncId: Float! success: Boolean! agentSession: AgentSession! }
+type AttachmentPayload { lastSyncId: Float! success: Boolean! attachment: Attachment! }
 
 type Mutation {
   issueCreate(input: IssueCreateInput!): IssuePayload!
@@ -224,6 +245,8 @@ type Mutation {
   commentUpdate(id: String!, input: CommentUpdateInput!, skipEditedAt: Boolean): CommentPayload!
   agentActivityCreate(input: AgentActivityCreateInput!): AgentActivityPayload!
   agentSessionUpdate(id: String!, input: AgentSessionUpdateInput!): AgentSessionPayload!
+  attachmentLinkURL(createAsUser: String, displayIconUrl: String, id: String, issueId: String!,
+                    title: String, url: String!): AttachmentPayload!
 }
 """
 

@@ -41,10 +41,10 @@ PASS_ENV = "FAKE_AGENT_SCENARIO,FAKE_AGENT_STATE_ROOT"
 
 
 def shared_schema() -> Path | None:
-    """Linear's schema from ``../shared`` (or ``EDGE_WORKER_SHARED_DIR``), if present."""
+    """Linear's schema from ``EDGE_WORKER_SHARED_DIR`` when that is set (only there), else
+    from ``../shared``; ``None`` when absent."""
     base = os.environ.get("EDGE_WORKER_SHARED_DIR")
-    candidates = [Path(base)] if base else []
-    candidates.append(SANDBOX_DIR.parent.parent.parent / "shared")
+    candidates = [Path(base)] if base else [SANDBOX_DIR.parent.parent.parent / "shared"]
     for directory in candidates:
         path = directory / "linear" / "schema.graphql"
         if path.is_file():
