@@ -3,7 +3,8 @@
 Contract: :func:`demo_github` serves a GitHub stand-in (token auth) with ``acme/calc``
 holding the demo repository's ``main``, and yields the daemon's environment for it and the
 ``delivery`` table for the demo repository; it yields ``None`` when the stand-in cannot run
-(``jsonschema``, a development dependency, is missing), so the demo runs without delivery.
+(``jsonschema``, a development dependency, is missing, or GitHub's description is not in
+``../shared``: the stand-in answers from its examples), so the demo runs without delivery.
 :func:`print_pull_requests` prints each pull request and the sub-issue it is linked from.
 """
 
@@ -38,6 +39,12 @@ def demo_github(root: Path, repository: Path) -> Iterator[DemoGitHub | None]:
     try:
         from edge_worker.sandbox.github import GitHubStandIn
     except ImportError:
+        yield None
+        return
+    from edge_worker.sandbox.github_schema import spec_path
+
+    if not spec_path().is_file():
+        print(f"   (no GitHub stand-in: {spec_path()} is absent; pull requests are skipped)")
         yield None
         return
     stand_in = GitHubStandIn(root, personal_token=DEMO_GITHUB_TOKEN)
