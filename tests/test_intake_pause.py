@@ -94,3 +94,49 @@ def test_paused_intake_holds_new_work_and_resuming_starts_it_once(
         assert outcomes.count((intake_controls.PAUSE_ACTION, "refused")) == 2  # viewer, twice
         assert outcomes.count((intake_controls.RESUME_ACTION, "done")) == 2
         assert "new work held" in e2e.log()
+
+
+def test_a_stop_handled_before_its_held_start_keeps_the_start_from_running(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    """The stop race the soak found, made deterministic: intake holds the delegation's
+    starts but passes its stop, so the stop is handled first and finds nothing running.
+    Resuming must not start the stopped work: the stop's answer stays the session's last
+    activity, and no sub-issue, agent run or report appears."""
+    with running(world, tmp_path / "state", **ENV) as e2e:
+        assert control(e2e, "pause").status_code == 303
+        issue_id = world.new_issue()
+        deliveries = world.linear.delegation(issue_id)
+        for delivery in deliveries:
+            assert e2e.send(delivery).status_code == 200
+        wait_until(lambda: len(held(e2e)) >= 1, timeout=30)
+        session_id = str(deliveries[0].payload["agentSession"]["id"])
+        store = world.linear.store
+
+        def said() -> list[Any]:
+            return [a for a in store.activities_of(session_id) if a.content["type"] != "prompt"]
+
+        assert e2e.send(world.linear.agent_session_prompted(session_id, "stop", signal="stop"))
+        final = wait_until(
+            lambda: [a for a in said() if a.content["type"] == "response"], timeout=60
+        )
+        assert len(final) == 1 and "Stopped" in final[0].content["body"]
+        held_count = len(held(e2e))
+
+        assert control(e2e, "resume").status_code == 303
+        wait_until(lambda: held(e2e) == [], timeout=60)
+        # Every trigger the resume put back has run to its end.
+        wait_until(
+            lambda: (
+                len(e2e.workflows("trigger-")) >= held_count + 1
+                and all(status == "SUCCESS" for _, status in e2e.workflows("trigger-"))
+            ),
+            timeout=60,
+        )
+        assert e2e.work_state(issue_id) in (None, "stopped")
+        assert said()[-1].id == final[0].id, [a.content for a in said()]
+        assert [a.content["type"] for a in said()].count("response") == 1
+        assert store.children_of(issue_id) == []
+        identifier = store.find_issue(issue_id).identifier
+        assert e2e.agent_calls(identifier, "add-function") == []
+        assert e2e.report_comments(issue_id) == []

@@ -68,6 +68,7 @@ def trigger_of(row: sa.Row[Any]) -> dict[str, Any]:
         "dedupe_key": row.dedupe_key or row.delivery_id,
         "issue_id": row.issue_id,
         "issue_identifier": row.issue_identifier,
+        "seq": row.seq,
         **detail,
     }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -79,7 +80,7 @@ from edge_worker.orchestration.strategy import ExecutorEstimate, choose_executor
 from edge_worker.reporting.report import ReportState, verification_summary
 from edge_worker.runtime import CLOUD_QUEUE, LOCAL_QUEUE
 from edge_worker.settings import Settings
-from edge_worker.storage import work
+from edge_worker.storage import stops, work
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +198,67 @@ async def attach_session_step(issue_id: str, session_id: str) -> str | None:
     return await asyncio.to_thread(attach)
 
 
+@DBOS.step()
+async def record_stop_step(trigger: dict[str, Any]) -> None:
+    """Remember a stop before looking for the work it stops (see ``storage.stops``)."""
+    seq = trigger.get("seq")
+    if seq is None:
+        return
+
+    def record() -> None:
+        with services.current().engine.begin() as conn:
+            stops.record(
+                conn,
+                issue_id=trigger["issue_id"],
+                seq=int(seq),
+                dedupe_key=str(trigger["dedupe_key"]),
+                session_id=trigger.get("session_id"),
+                actor_name=trigger.get("actor_name"),
+            )
+
+    await asyncio.to_thread(record)
+
+
+@DBOS.step()
+async def stop_after_step(issue_id: str, seq: int | None) -> dict[str, Any] | None:
+    """The stop received after the trigger with outbox ``seq``, if one was recorded."""
+
+    def query() -> stops.Stop | None:
+        with services.current().engine.connect() as conn:
+            return stops.stop_after(conn, issue_id, seq)
+
+    found = await asyncio.to_thread(query)
+    return None if found is None else dataclasses.asdict(found)
+
+
+async def _stopped_before_start(trigger: dict[str, Any], claimed: str | None) -> bool:
+    """True when a stop received after ``trigger`` was recorded: its work must not start.
+
+    With ``claimed`` (the work item this trigger just claimed), the item ends "stopped"
+    and the stop's session gets its one final activity, under the id the stop's own
+    handler answers with, so whichever of the two says it first is the only one.
+    """
+    stop = await stop_after_step(trigger["issue_id"], trigger.get("seq"))
+    if stop is None:
+        return False
+    who = stop["actor_name"] or "a user"
+    log.info("stopped before it started", stop_seq=stop["seq"])
+    if claimed is not None:
+        await steps.set_state_step(
+            trigger["issue_id"], claimed, "stopped", detail="stopped before it started"
+        )
+        if stop["session_id"]:
+            await steps.say_step(
+                trigger["issue_id"],
+                stop["session_id"],
+                "response",
+                texts.STOPPED.format(who=who),
+                first_activity_id({"dedupe_key": stop["dedupe_key"]}),
+                final=True,
+            )
+    return True
+
+
 async def _answer_first(trigger: dict[str, Any], kind: str, body: str) -> None:
     """Post the trigger's first activity unless the dispatcher already did."""
     if trigger.get("session_id") and not trigger.get("acked"):
@@ -229,14 +291,13 @@ async def handle_trigger(trigger: dict[str, Any]) -> str:
         return f"refused: {trigger.get('reason')}"
     if kind == "start":
         return await _start(trigger)
+    if kind == "stop":  # recorded first: a start that claims after this looks for it
+        await record_stop_step(trigger)
     active = await active_workflow_step(issue_id)
     if active is None:
         if kind == "follow_up" and session_id:
             return await _continue_work(trigger)
-        if kind == "stop" and session_id:
-            await _answer_first(trigger, "response", texts.NOTHING_TO_STOP)
-        log.info("no active work for this issue", kind=kind)
-        return "no active work"
+        return await _nothing_active(trigger)
     if kind == "follow_up" and not session_id:  # a comment: acknowledge in the work's session
         found = await session_of_step(issue_id)
         if found and found["session_id"]:
@@ -247,28 +308,45 @@ async def handle_trigger(trigger: dict[str, Any]) -> str:
                 texts.FOLLOW_UP_ACK,
                 first_activity_id(trigger),
             )
-    await _send_to(active, trigger)
+    if not await _send_to(active, trigger, issue_id):
+        return await _nothing_active(trigger)
     return f"sent {kind} to {active}"
 
 
+async def _nothing_active(trigger: dict[str, Any]) -> str:
+    """No work to send ``trigger`` to: a session's stop still gets its final answer."""
+    if trigger["kind"] == "stop" and trigger.get("session_id"):
+        await _answer_first(trigger, "response", texts.NOTHING_TO_STOP)
+    log.info("no active work for this issue", kind=trigger["kind"])
+    return "no active work"
+
+
 OWNER_WAIT_SECONDS = 60.0
+OWNER_POLL_SECONDS = 0.5
 
 
-async def _send_to(workflow_id: str, message: dict[str, Any]) -> None:
+async def _send_to(workflow_id: str, message: dict[str, Any], issue_id: str) -> bool:
     """Send a control message to an orchestration, waiting for it to exist: the issue is
-    claimed for it a moment before the trigger that claimed it starts it."""
+    claimed for it a moment before the trigger that claimed it starts it. Returns False,
+    sending nothing, when the claim ended without the orchestration ever starting (a stop
+    received after its start came first)."""
     waited = 0.0
     while await DBOS.get_workflow_status_async(workflow_id) is None:
+        if await active_workflow_step(issue_id) != workflow_id:
+            return False
         if waited >= OWNER_WAIT_SECONDS:
             break  # the send below says what is wrong
-        await DBOS.sleep_async(0.2)
-        waited += 0.2
+        await DBOS.sleep_async(OWNER_POLL_SECONDS)
+        waited += OWNER_POLL_SECONDS
     await DBOS.send_async(workflow_id, message, topic=CONTROL_TOPIC)
+    return True
 
 
 async def _start(trigger: dict[str, Any]) -> str:
     issue_id, session_id = trigger["issue_id"], trigger.get("session_id")
     context = trigger.get("context") or {}
+    if await _stopped_before_start(trigger, None):
+        return "stopped before it started"
     await _answer_first(trigger, "thought", texts.ACK_THOUGHT)
     if not session_id and context.get("expects_session"):
         # The same delegation's session started the work, which may even have ended
@@ -283,6 +361,8 @@ async def _start(trigger: dict[str, Any]) -> str:
     for _ in range(3):  # the owner may end between the claim and the attach: claim again
         owner = await claim_issue_step(issue_id, trigger.get("issue_identifier"), ours, session_id)
         if owner == ours:
+            if await _stopped_before_start(trigger, ours):
+                return "stopped before it started"
             with SetWorkflowID(ours):
                 await DBOS.start_workflow_async(orchestrate_issue, trigger)
             return f"started: {ours}"
@@ -298,7 +378,8 @@ async def _start(trigger: dict[str, Any]) -> str:
                 "context": context,
                 "actor_name": trigger.get("actor_name"),
             }
-            await _send_to(owner, message)
+            if not await _send_to(owner, message, issue_id):
+                return f"owner never started: {owner}"
             return f"session attached: {owner}"
         if carried is not None:  # a second session while another carries the work
             log.info("issue already carried by another session", owner=owner)
@@ -323,8 +404,11 @@ async def _continue_work(trigger: dict[str, Any]) -> str:
         issue_id, trigger.get("issue_identifier"), ours, trigger.get("session_id")
     )
     if owner != ours:  # something started meanwhile: the prompt steers it
-        await _send_to(owner, trigger)
+        if not await _send_to(owner, trigger, issue_id):
+            return f"owner never started: {owner}"
         return f"sent follow_up to {owner}"
+    if await _stopped_before_start(trigger, ours):
+        return "stopped before it started"
     continued = {**trigger, "continue_from": previous["workflow_id"] if previous else None}
     with SetWorkflowID(ours):
         await DBOS.start_workflow_async(orchestrate_issue, continued)

@@ -9,5 +9,6 @@ import edge_worker.storage.activity_log
 import edge_worker.storage.events
 import edge_worker.storage.intake_pause
 import edge_worker.storage.issue_links
+import edge_worker.storage.stops
 import edge_worker.storage.tokens
 import edge_worker.storage.work  # noqa: F401
