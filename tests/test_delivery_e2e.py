@@ -301,3 +301,58 @@ def test_an_uninstalled_app_is_a_clear_line_and_the_verified_work_stays_on_its_b
         ).stdout
         assert listed.count(branch) == 2  # both verified branches kept
         assert e2e.state_name(child) != "In Review"
+
+
+def test_uncommitted_work_is_delivered_and_a_sub_task_that_changed_nothing_gets_no_pull_request(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    """The agent of ``add-function`` leaves its file uncommitted: verification saw it, so
+    the pull request carries it. A checking sub-task on top of it changes nothing: it gets
+    no pull request of its dependency's commits, and the report says why."""
+    check = {
+        "key": "check-add",
+        "title": "Check calc.add on the combined change",
+        "description": "Objective: confirm `calc.add` works. Change nothing.\n\n"
+        "Acceptance criteria:\n- `add(2, 3) == 5`",
+        "role": "reviewer",
+        "executor": "any",
+        "depends_on": ["add-function"],
+        "verification": [
+            {
+                "command": f'{sys.executable} -c "from calc.add import add; assert add(2, 3) == 5"',
+                "expect_exit": 0,
+            }
+        ],
+    }
+    add = dict(demo_plan(sys.executable)["subtasks"][0])
+    assert add["key"] == "add-function"
+    world.anthropic.default = ToolAnswer({"summary": "Add, then check.", "subtasks": [add, check]})
+    [edit] = world.tasks["add-function"]["runs"][-1]["edits"]
+    world.tasks["add-function"] = {"runs": [{"text": "Done.", "edits": [edit], "commit": False}]}
+    world.tasks["check-add"] = {"runs": [{"text": "Checked: add works.", "cost_usd": 0.01}]}
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state").start()
+    try:
+        e2e.assign(issue_id)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+    [pull] = github.pulls[(OWNER, REPO)]
+    children = {c.identifier: c for c in world.linear.store.children_of(issue_id)}
+    added = next(i for i, c in children.items() if c.title == add["title"])
+    assert f"Fixes {added}\n" in pull.body
+    shown = subprocess.run(
+        ["git", "show", f"{pull.head}:{edit['path']}"],
+        cwd=github.repository_path(OWNER, REPO),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown == edit["content"]  # the uncommitted file reached the pull request
+    checked = next(i for i, c in children.items() if c.title == check["title"])
+    report = e2e.report(issue_id)
+    assert f"{checked}: No pull request: this sub-task changed no files." in report, report
+    assert "pull/" not in " ".join(row_of(report, checked))
+    assert github.contract_violations == []

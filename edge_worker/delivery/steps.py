@@ -3,8 +3,11 @@
 Contract:
 - :func:`deliver_verified` is called by a sub-task that passed verification. For local work
   in a repository with ``[repositories.delivery]`` and GitHub credentials it ships the
-  branch (:func:`ship_subtask_step`), stacked on the nearest local dependency whose pull
-  request is still open on GitHub (asked, not assumed); every pull request of the sub-task
+  branch (:func:`ship_subtask_step`): what the agent left uncommitted is committed first
+  (verification judged the working tree), and a branch with no commits of its own gets no
+  pull request, only the note :data:`NO_CHANGES_NOTE`. The branch is stacked on the
+  nearest local dependency whose pull request is still open on GitHub (asked, not
+  assumed); every pull request of the sub-task
   (its own or Codegen's) is then attached to the sub-issue on Linear
   (:func:`attach_pull_requests_step`). It returns the run result with the pull request URL
   added to ``pr_urls`` (the session's links and the report's row come from there) and,
@@ -38,11 +41,13 @@ from edge_worker.delivery.github_client import (
 )
 from edge_worker.delivery.settings import GitHubSettings
 from edge_worker.delivery.ship import RepositoryDelivery, ship_subtask, unmerged_dependency
+from edge_worker.executors import worktrees
 
 log = structlog.get_logger(__name__)
 
 PR_ATTACHMENT_TITLE = "Pull request: {name}"
 DELIVERY_FAILED_NOTE = "Not delivered as a pull request: {reason} The work is kept on {branch}."
+NO_CHANGES_NOTE = "No pull request: this sub-task changed no files."
 _auth_cache: dict[tuple[str | None, int | None, str | None], GitHubAuth] = {}
 
 
@@ -93,6 +98,9 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
             max_wait_seconds=settings.github.max_wait_seconds,
         )
         try:
+            if not await _has_own_work(Path(repository.path), request, repository.base_branch):
+                log.info("nothing to deliver: the branch has no commits of its own")
+                return {"unchanged": True}
             dependency = await unmerged_dependency(client, target, request["dependencies"])
             shipped = await ship_subtask(
                 client,
@@ -108,6 +116,27 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
             return {"error": failed.reason}
     log.info("delivered", pull=shipped.number, created=shipped.created, requests=client.requests)
     return {"pr_url": shipped.url, "number": shipped.number, "created": shipped.created}
+
+
+async def _has_own_work(repository: Path, request: dict[str, Any], base_branch: str) -> bool:
+    """Commit what the agent left uncommitted on the sub-task's branch (verification saw
+    the working tree, so the pull request must carry it too), then say whether the branch
+    has commits beyond its base and the dependencies merged into it."""
+    branch = request["branch"]
+    try:
+        holder = await worktrees.holder_of(repository, branch)
+        if holder is not None:
+            await worktrees.commit_leftovers(holder)
+        remote = request.get("remote") or "origin"
+        bases = [
+            base_branch,
+            *request["dependencies"],
+            *(f"refs/remotes/{remote}/{name}" for name in request.get("fetched") or []),
+        ]
+        return await worktrees.own_commits(repository, branch, bases) > 0
+    except worktrees.WorktreeError as failed:  # git's words name paths: logged, not shown
+        log.warning("delivery could not read the branch", error=str(failed))
+        raise DeliveryError("push", "git could not read the sub-task's branch") from failed
 
 
 @DBOS.step()
@@ -178,11 +207,15 @@ async def deliver_verified(
                 "branch": branch,
                 "facts": _facts(spec, checks, iterations, cost, review),
                 "dependencies": list(merged_in),
+                "fetched": list(task.get("fetch_branches") or []),
+                "remote": task.get("remote") or "origin",
             }
         )
         if "pr_url" in shipped:
             urls.append(shipped["pr_url"])
             delivered = True
+        elif shipped.get("unchanged"):
+            note = NO_CHANGES_NOTE
         else:
             note = DELIVERY_FAILED_NOTE.format(reason=shipped["error"], branch=branch)
     if urls and spec.get("sub_issue_id"):

@@ -14,6 +14,9 @@ Contract:
   branch kept (it holds the work); anything the agent left uncommitted is committed first so
   nothing is lost. On failure the worktree is kept and stamped with the time, for a human
   to inspect.
+- :func:`commit_leftovers` and :func:`own_commits` serve delivery: the verified work is
+  committed before its branch is pushed, and a branch with no commits of its own (beside
+  its base and its dependencies) has nothing to deliver.
 - :meth:`WorktreeManager.sweep` (at start-up) removes failed worktrees older than
   ``keep_failed_days``; worktrees without a stamp (in progress) are left alone.
 """
@@ -55,6 +58,52 @@ class Worktree:
     branch: str
     repository: Path
     reused: bool = False
+
+
+async def holder_of(repository: Path, branch: str) -> Path | None:
+    """The worktree (not the main checkout) that has ``branch`` checked out, if any."""
+    listing = await git("worktree", "list", "--porcelain", cwd=repository)
+    main_checkout = True
+    holder: Path | None = None
+    for line in [*listing.splitlines(), ""]:
+        if line.startswith("worktree "):
+            holder = Path(line.removeprefix("worktree "))
+        elif line == f"branch refs/heads/{branch}" and holder is not None and not main_checkout:
+            return holder
+        elif not line:
+            main_checkout, holder = False, None
+    return None
+
+
+async def commit_leftovers(path: Path) -> bool:
+    """Commit what the agent left uncommitted in worktree ``path``; True if it did."""
+    status = await git("status", "--porcelain", cwd=path)
+    if not status.strip():
+        return False
+    await git("add", "-A", cwd=path)
+    configured = await git("config", "user.email", cwd=path, check=False)
+    identity = () if configured.strip() else _FALLBACK_IDENTITY
+    await git(
+        *identity,
+        "commit",
+        "--no-verify",
+        "-m",
+        "edge-worker: commit changes the agent left uncommitted",
+        cwd=path,
+    )
+    log.info("worktree.committed_leftovers", path=str(path))
+    return True
+
+
+async def own_commits(repository: Path, branch: str, bases: Sequence[str]) -> int:
+    """How many commits ``branch`` has that none of ``bases`` (refs that exist) has."""
+    existing = []
+    for ref in bases:
+        found = await git("rev-parse", "--verify", "--quiet", ref, cwd=repository, check=False)
+        if found.strip():
+            existing.append(ref)
+    counted = await git("rev-list", "--count", branch, "--not", *existing, cwd=repository)
+    return int(counted.strip() or 0)
 
 
 def safe_name(text: str) -> str:
@@ -159,7 +208,7 @@ class WorktreeManager:
                 cwd=repository,
                 check=False,
             )
-            holder = await self._holder_of(repository, branch) if exists.strip() else None
+            holder = await holder_of(repository, branch) if exists.strip() else None
             if holder is not None:
                 await git("worktree", "move", str(holder), str(path), cwd=repository)
                 log.warning("worktree.taken_over", path=str(path), previous=str(holder))
@@ -203,7 +252,7 @@ class WorktreeManager:
             (await self.private_dir(worktree_path) / FAILED_STAMP).write_text(json.dumps(stamp))
             log.info("worktree.kept", path=str(worktree_path), days=self.keep_failed_days)
             return
-        await self._commit_leftovers(worktree_path)
+        await commit_leftovers(worktree_path)
         await self._remove(worktree_path)
 
     async def sweep(self) -> list[Path]:
@@ -226,20 +275,6 @@ class WorktreeManager:
                 removed.append(path)
         return removed
 
-    async def _holder_of(self, repository: Path, branch: str) -> Path | None:
-        """The worktree (not the main checkout) that has ``branch`` checked out, if any."""
-        listing = await git("worktree", "list", "--porcelain", cwd=repository)
-        main_checkout = True
-        holder: Path | None = None
-        for line in [*listing.splitlines(), ""]:
-            if line.startswith("worktree "):
-                holder = Path(line.removeprefix("worktree "))
-            elif line == f"branch refs/heads/{branch}" and holder is not None and not main_checkout:
-                return holder
-            elif not line:
-                main_checkout, holder = False, None
-        return None
-
     async def _is_worktree_on(self, path: Path, branch: str) -> bool:
         if not (path / ".git").exists():
             return False
@@ -256,23 +291,6 @@ class WorktreeManager:
         """The worktree's private git directory (``<repo>/.git/worktrees/<name>``)."""
         git_dir = Path((await git("rev-parse", "--git-dir", cwd=path)).strip())
         return git_dir if git_dir.is_absolute() else (path / git_dir).resolve()
-
-    async def _commit_leftovers(self, path: Path) -> None:
-        status = await git("status", "--porcelain", cwd=path)
-        if not status.strip():
-            return
-        await git("add", "-A", cwd=path)
-        configured = await git("config", "user.email", cwd=path, check=False)
-        identity = () if configured.strip() else _FALLBACK_IDENTITY
-        await git(
-            *identity,
-            "commit",
-            "--no-verify",
-            "-m",
-            "edge-worker: commit changes the agent left uncommitted",
-            cwd=path,
-        )
-        log.info("worktree.committed_leftovers", path=str(path))
 
     async def _remove(self, path: Path) -> None:
         common = Path((await git("rev-parse", "--git-common-dir", cwd=path)).strip())
