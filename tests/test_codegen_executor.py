@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -13,10 +15,11 @@ from edge_worker.executors.base import (
     ExecutorUnavailable,
     RunHandle,
     RunStatus,
+    TaskAttachment,
     VerificationCommand,
 )
 from edge_worker.executors.codegen import CodegenExecutor
-from edge_worker.executors.codegen_runs import build_run_prompt, classify_status
+from edge_worker.executors.codegen_runs import MAX_IMAGE_BYTES, build_run_prompt, classify_status
 from edge_worker.executors.rate_limit import OrgRateLimiter, SlidingWindow
 from edge_worker.sandbox.codegen import CodegenStandIn, RunScript, VerificationScript
 from edge_worker.sandbox.server import serve_in_thread
@@ -96,6 +99,42 @@ async def test_run_from_creation_to_pull_request(
     for expected in ("You are a careful builder.", "Build the api", "add the api", "`pytest -q`"):
         assert expected in prompt
     assert "`ruff check .`" in prompt
+
+
+async def test_the_issue_images_go_with_the_run_and_other_files_are_named(
+    executor: CodegenExecutor, stand_in: CodegenStandIn, tmp_path: Path
+) -> None:
+    png = tmp_path / "mockup.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"pixels" * 10)
+    log = tmp_path / "crash.log"
+    log.write_text("Traceback: boom")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\0" * (MAX_IMAGE_BYTES + 1))
+    task = make_task("ui").model_copy(
+        update={
+            "attachments": [
+                TaskAttachment(name="mockup.png", path=str(png), media_type="image/png", url="u1"),
+                TaskAttachment(name="crash.log", path=str(log), media_type="text/plain", url="u2"),
+                TaskAttachment(name="huge.png", path=str(huge), media_type="image/png", url="u3"),
+            ]
+        }
+    )
+    await executor.start(task)
+    [create] = stand_in.records("create")
+    encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+    assert create.body["images"] == [f"data:image/png;base64,{encoded}"]
+    prompt = create.body["prompt"]
+    assert "- mockup.png\n" in prompt and "mockup.png: u1" not in prompt
+    assert "- crash.log: u2" in prompt  # no copy in the cloud: named where Linear keeps it
+    assert "- huge.png: u3" in prompt  # over the size bound: named, not sent
+
+
+async def test_a_run_without_images_sends_none(
+    executor: CodegenExecutor, stand_in: CodegenStandIn
+) -> None:
+    await executor.start(make_task("api"))
+    [create] = stand_in.records("create")
+    assert "images" not in create.body
 
 
 async def test_task_repo_id_wins_and_configured_cost_is_reported(

@@ -56,6 +56,7 @@ from edge_worker.executors.codegen_runs import (
     build_run_prompt,
     classify_status,
     result_from_run,
+    run_images,
     run_metadata,
 )
 from edge_worker.executors.rate_limit import Clock, OrgRateLimiter, Sleep, shared_rate_limiter
@@ -148,6 +149,7 @@ class CodegenExecutor:
                         build_run_prompt(task),
                         repo_id=task.codegen_repo_id or self._config.repo_id,
                         metadata=metadata,
+                        images=await asyncio.to_thread(run_images, task),
                     )
                 except CodegenAmbiguous as exc:
                     last_error = exc  # it may exist now: look again before creating

@@ -189,12 +189,20 @@ class CodegenClient:
         could not be reached or answered 5xx."""
 
     async def create_run(
-        self, prompt: str, *, repo_id: int | None, metadata: dict[str, Any]
+        self,
+        prompt: str,
+        *,
+        repo_id: int | None,
+        metadata: dict[str, Any],
+        images: list[str] | None = None,
     ) -> AgentRun:
-        """``POST /agent/run`` (counts against the creation limit)."""
+        """``POST /agent/run`` (counts against the creation limit); ``images`` are base64
+        data URIs."""
         body: dict[str, Any] = {"prompt": prompt, "metadata": metadata}
         if repo_id is not None:
             body["repo_id"] = repo_id
+        if images:
+            body["images"] = images
         data = await self._request("create", "POST", "/agent/run", json=body, idempotent=False)
         return _parse(AgentRun, data)
 
