@@ -356,3 +356,60 @@ def test_uncommitted_work_is_delivered_and_a_sub_task_that_changed_nothing_gets_
     assert f"{checked}: No pull request: this sub-task changed no files." in report, report
     assert "pull/" not in " ".join(row_of(report, checked))
     assert github.contract_violations == []
+
+
+def test_review_feedback_on_the_per_issue_pull_request_reaches_the_orchestrator(
+    world: SandboxWorld, github: GitHubStandIn, tmp_path: Path
+) -> None:
+    """A change request on the issue's one pull request names no sub-task: it continues
+    the issue's work as a follow-up, the planner sees the reviewer's words and adds the
+    work they ask for, and the same pull request gets it."""
+    fix = {
+        "key": "address-review",
+        "title": "Document calc.add as the review asks",
+        "description": "Objective: add a module comment to `calc/add.py`.\n\n"
+        "Acceptance criteria:\n- the comment is there",
+        "role": "builder",
+        "executor": "any",
+        "depends_on": ["add-function"],
+        "verification": [{"command": "grep -q 'reviewed' calc/add.py", "expect_exit": 0}],
+    }
+    reviewed = DEMO_SOLUTIONS["add-function"]["calc/add.py"] + "# reviewed\n"
+    world.tasks[fix["key"]] = {  # type: ignore[index]
+        "runs": [{"text": "Done.", "edits": [{"path": "calc/add.py", "content": reviewed}]}]
+    }
+    world.scenario_path()
+    store = world.linear.store
+    issue_id = world.new_issue()
+    e2e = delivering(world, github, tmp_path / "state", policy="per-issue").start()
+    try:
+        e2e.send(world.linear.agent_session_created(issue_id))
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+        [pull] = github.pulls[(OWNER, REPO)]
+        before = github.head_sha(OWNER, REPO, pull.head)
+        replanned = {**two_step_plan(), "subtasks": [*two_step_plan()["subtasks"], fix]}  # type: ignore[list-item]
+        world.anthropic.answers.append(ToolAnswer(replanned))
+        planned = len(world.anthropic.requests)
+
+        event, review = github.webhook("review", pull.number, body="Say it was reviewed.")
+        assert send_github(e2e, event, review, "issue-review").json()["action"] == "feedback"
+
+        wait_until(lambda: github.head_sha(OWNER, REPO, pull.head) != before, timeout=120)
+        assert e2e.wait_end(issue_id) == "done", e2e.log()
+    finally:
+        e2e.daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
+
+    asked = json.dumps([r.body for r in world.anthropic.requests[planned:]])
+    assert "Say it was reviewed." in asked  # the reviewer's words reached the planner
+    assert [p.number for p in github.pulls[(OWNER, REPO)]] == [pull.number]  # the same one
+    shown = subprocess.run(
+        ["git", "show", f"{pull.head}:calc/add.py"],
+        cwd=github.repository_path(OWNER, REPO),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown == reviewed
+    assert fix["title"] in {c.title for c in store.children_of(issue_id)}
+    assert github.contract_violations == []

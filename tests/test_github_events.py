@@ -13,7 +13,12 @@ import httpx
 import pytest
 
 from edge_worker.delivery import text
-from edge_worker.delivery.github_events import classify, signature_valid, sub_task_of
+from edge_worker.delivery.github_events import (
+    PullRequestEvent,
+    classify,
+    signature_valid,
+    sub_task_of,
+)
 from edge_worker.sandbox.github import GitHubStandIn
 from tests.support.github import (
     OWNER,
@@ -119,11 +124,29 @@ def test_a_close_names_the_sub_issue_its_marker_names_for_a_reused_sub_issue(
     assert github.contract_violations == []
 
 
-def test_a_per_issue_pull_request_is_acted_on_when_closed_only(github: GitHubStandIn) -> None:
-    event, body = github.webhook("closed", 1, merged=True)
-    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
-    merged = classify(event, body, [BOT])
+def test_feedback_on_a_per_issue_pull_request_goes_to_the_issue_naming_no_sub_task(
+    github: GitHubStandIn,
+) -> None:
+    def on_issue_branch(kind: str, **fields: object) -> PullRequestEvent:
+        event, body = github.webhook(kind, 1, **fields)
+        if kind == "check_failed":
+            body["check_run"]["pull_requests"][0]["head"]["ref"] = "edge-worker/ENG-12"
+        else:
+            body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
+        return classify(event, body, [BOT])
+
+    merged = on_issue_branch("closed", merged=True)
     assert (merged.action, merged.issue_identifier, merged.key) == ("merged", "ENG-12", None)
-    event, body = github.webhook("review", 1, body="x")
-    body["pull_request"]["head"]["ref"] = "edge-worker/ENG-12"
-    assert classify(event, body, [BOT]).action == "ignore"
+    review = on_issue_branch("review", body="Name the module `calc`.")
+    assert (review.action, review.issue_identifier, review.key) == ("feedback", "ENG-12", None)
+    assert review.text.startswith("octocat requested changes on the issue's pull request")
+    assert review.text.endswith("Name the module `calc`.")  # the reviewer's own words
+    comment = on_issue_branch("review_comment", body="Typo.", path="calc/add.py")
+    assert comment.action == "feedback" and "calc/add.py" in comment.text
+    assert "`" not in comment.text  # names no sub-task by itself
+    check = on_issue_branch("check_failed", name="ci", summary="2 failed")
+    assert (check.action, check.issue_identifier, check.key) == ("feedback", "ENG-12", None)
+    assert "The check ci failed" in check.text and "2 failed" in check.text
+    approving = on_issue_branch("review", state="approved", body="LGTM")
+    assert approving.action == "ignore"
+    assert github.contract_violations == []

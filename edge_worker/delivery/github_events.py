@@ -9,7 +9,10 @@ Contract:
   ``ignore`` with the reason. Only branches the daemon names (``edge-worker/<ISSUE>-<key>``)
   are acted on, and events sent by the daemon's own GitHub identities are ignored.
 - Feedback text names the sub-task's key in backticks, which is how a follow-up reaches
-  that sub-task's session (see ``orchestration/follow_ups.py``).
+  that sub-task's session (see ``orchestration/follow_ups.py``). Feedback on a per-issue
+  pull request (branch ``edge-worker/<ISSUE>``) names no sub-task (``key`` is ``None``):
+  it reaches the issue's orchestrator as a follow-up, as a comment on the issue would, and
+  the orchestrator re-plans from it; a review comment's file is named so it can tell.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ FEEDBACK_LIMIT = 4000
 REVIEW_FEEDBACK = "`{key}`: {login} requested changes on the pull request {url}:\n\n{body}"
 COMMENT_FEEDBACK = "`{key}`: {login} commented on `{path}` in the pull request {url}:\n\n{body}"
 CHECK_FEEDBACK = "`{key}`: the check `{name}` failed on the pull request {url}: {summary}"
+ISSUE_REVIEW_FEEDBACK = "{login} requested changes on the issue's pull request {url}:\n\n{body}"
+ISSUE_COMMENT_FEEDBACK = "{login} commented on {path} in the issue's pull request {url}:\n\n{body}"
+ISSUE_CHECK_FEEDBACK = "The check {name} failed on the issue's pull request {url}: {summary}"
 
 Action = Literal["feedback", "merged", "closed", "ignore"]
 
@@ -128,35 +134,65 @@ def classify(event: str, payload: dict[str, Any], own_logins: Collection[str]) -
 def _issue_pull_request(
     event: str, payload: dict[str, Any], pull: dict[str, Any], issue: str, sender: str
 ) -> PullRequestEvent:
-    """A per-issue pull request (``key`` is ``None``): only its merge or close is acted on;
-    review feedback on it is not routed to a sub-task (it names none)."""
-    if event != "pull_request" or payload.get("action") != "closed":
-        return _ignore("feedback on a per-issue pull request is not routed to a sub-task")
-    action: Action = "merged" if pull.get("merged") else "closed"
-    reason = "pull request merged" if action == "merged" else "pull request closed unmerged"
-    return PullRequestEvent(
-        action,
-        reason,
-        issue_identifier=issue,
-        number=int(pull["number"]),
-        url=str(pull.get("html_url") or ""),
-        sender=sender,
-    )
+    """A per-issue pull request (``key`` is ``None``): its merge or close, and feedback for
+    the issue's orchestrator (see the module contract)."""
+    common: dict[str, Any] = {
+        "issue_identifier": issue,
+        "number": int(pull["number"]),
+        "url": str(pull.get("html_url") or ""),
+        "sender": sender,
+    }
+    action = payload.get("action")
+    if event == "pull_request" and action == "closed":
+        if pull.get("merged"):
+            return PullRequestEvent("merged", "pull request merged", **common)
+        return PullRequestEvent("closed", "pull request closed unmerged", **common)
+    if event == "pull_request_review" and action == "submitted":
+        review = payload.get("review") or {}
+        if str(review.get("state", "")).lower() != "changes_requested":
+            return _ignore("a review that does not request changes")
+        text = ISSUE_REVIEW_FEEDBACK.format(
+            login=sender, url=common["url"], body=_clip(review.get("body"))
+        )
+        return PullRequestEvent("feedback", "changes requested", text=text, **common)
+    if event == "pull_request_review_comment" and action == "created":
+        comment = payload.get("comment") or {}
+        text = ISSUE_COMMENT_FEEDBACK.format(
+            login=sender,
+            path=comment.get("path") or "?",
+            url=common["url"],
+            body=_clip(comment.get("body")),
+        )
+        return PullRequestEvent("feedback", "review comment", text=text, **common)
+    return _ignore(f"not acted on: {event} {action}")
 
 
 def _check_run(payload: dict[str, Any], sender: str) -> PullRequestEvent:
     run = payload.get("check_run") or {}
     if payload.get("action") != "completed" or run.get("conclusion") not in FAILED_CONCLUSIONS:
         return _ignore("a check run that did not fail")
+    output = run.get("output") or {}
+    summary = _clip(output.get("summary") or output.get("title") or run.get("conclusion"))
+    url = str(run.get("html_url") or "")
+    name = run.get("name") or "?"
     for pull in run.get("pull_requests") or []:
-        named = sub_task_of(str((pull.get("head") or {}).get("ref") or ""))
+        ref = str((pull.get("head") or {}).get("ref") or "")
+        whole = ISSUE_BRANCH.match(ref)
+        if whole is not None:
+            return PullRequestEvent(
+                "feedback",
+                "check run failed",
+                issue_identifier=whole["issue"].upper(),
+                number=int(pull["number"]),
+                url=url,
+                text=ISSUE_CHECK_FEEDBACK.format(name=name, url=url, summary=summary),
+                sender=sender,
+            )
+        named = sub_task_of(ref)
         if named is None:
             continue
         issue, key = named
-        output = run.get("output") or {}
-        summary = _clip(output.get("summary") or output.get("title") or run.get("conclusion"))
-        url = str(run.get("html_url") or "")
-        text = CHECK_FEEDBACK.format(key=key, name=run.get("name") or "?", url=url, summary=summary)
+        text = CHECK_FEEDBACK.format(key=key, name=name, url=url, summary=summary)
         return PullRequestEvent(
             "feedback",
             "check run failed",
