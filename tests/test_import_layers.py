@@ -116,9 +116,10 @@ def test_the_planner_protocol_does_not_import_its_back_ends() -> None:
 
 def test_the_runtime_and_queue_names_import_no_workflow() -> None:
     workflows = (
-        "edge_worker.orchestration",
+        "edge_worker.orchestration.workflows",
         "edge_worker.costs.daily_workflow",
-        "edge_worker.reporting",
+        "edge_worker.reporting.daily_report_post",
+        "edge_worker.workflow_registry",
     )
     for lower in ("edge_worker.runtime", "edge_worker.queues"):
         chain = import_chain((lower,), workflows)
