@@ -102,8 +102,9 @@ def fill(settings: Settings, finished: int, in_flight: int) -> None:
     # DBOS's system tables, created by DBOS itself (the Now page reads its queues).
     from dbos import DBOS
 
-    from edge_worker import runtime
+    from edge_worker import runtime, workflow_registry
 
+    workflow_registry.register_all()
     runtime.configure_dbos(settings)
     DBOS.launch()
     DBOS.destroy()

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_worker import runtime, services
+from edge_worker import runtime, services, workflow_registry
 from edge_worker.alerts.steps import deliver_pending_forever
 from edge_worker.console.routes import console_routes
 from edge_worker.costs.daily_workflow import run_daily_summaries
@@ -162,6 +162,7 @@ def build_app(settings: Settings) -> Starlette:
         )
         if files:
             log.info("swept fetched issue files", count=len(files))
+        workflow_registry.register_all()
         runtime.configure_dbos(settings)
         await runtime.launch(settings)
         state.writer = IntakeWriter(engine)

@@ -7,6 +7,10 @@ Contract:
   workflow code: a workflow is only ever replayed by the code that started it, since a
   replay through changed code would not be deterministic (see the upgrade section of
   ``docs/operations.md``).
+- The caller registers the workflows first
+  (:func:`edge_worker.workflow_registry.register_all`): this module imports no workflow
+  module, so the workflows can import it. The queue names live in :mod:`edge_worker.queues`
+  (re-exported here).
 - ``launch()`` starts DBOS (recovering this executor's pending workflows) and registers the
   queues; call it from inside the running event loop.
 """
@@ -18,13 +22,13 @@ from typing import Any
 
 from dbos import DBOS
 
+from edge_worker.queues import CLOUD_QUEUE as CLOUD_QUEUE
+from edge_worker.queues import LOCAL_QUEUE as LOCAL_QUEUE
+from edge_worker.queues import TRIGGER_QUEUE as TRIGGER_QUEUE
 from edge_worker.settings import Settings
 from edge_worker.storage.db import ensure_sqlite_dir
 
 APP_NAME = "edge-worker"
-TRIGGER_QUEUE = "ew-triggers"
-CLOUD_QUEUE = "ew-cloud-runs"
-LOCAL_QUEUE = "ew-local-runs"
 
 
 def dbos_url(settings: Settings) -> str:
@@ -45,7 +49,10 @@ def dbos_url(settings: Settings) -> str:
 
 
 def configure_dbos(settings: Settings) -> DBOS:
-    """Create the process's DBOS instance (replacing a previous one, for tests)."""
+    """Create the process's DBOS instance (replacing a previous one, for tests).
+
+    Call :func:`edge_worker.workflow_registry.register_all` before this.
+    """
     url = dbos_url(settings)
     ensure_sqlite_dir(url)
     config: dict[str, Any] = {
@@ -54,10 +61,6 @@ def configure_dbos(settings: Settings) -> DBOS:
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
     }
-    import edge_worker.costs.daily_workflow  # registers the daily cost summary
-    import edge_worker.orchestration.workflows  # (registers workflows)
-    import edge_worker.reporting.daily_report_post  # noqa: F401  (the report on Linear)
-
     return DBOS(config=config)  # type: ignore[arg-type]
 
 

@@ -24,7 +24,6 @@ from edge_worker.orchestration.planner import (
     PlannerUnavailable,
     PlanningFailed,
     StaticBackend,
-    build_planner,
     load_orchestrator_prompt,
 )
 from edge_worker.orchestration.planner_anthropic import (
@@ -35,6 +34,7 @@ from edge_worker.orchestration.planner_anthropic import (
     retry_backoff,
 )
 from edge_worker.orchestration.planner_claude import ClaudeCodeBackend
+from edge_worker.orchestration.wiring import build_planner
 from edge_worker.sandbox.anthropic import (
     DEFAULT_USAGE,
     AnthropicStandIn,

@@ -9,6 +9,8 @@ Contract:
   mid-send leaves the lease to run out, and the row is claimed again.
 - :func:`mark_sent` / :func:`mark_failed` close a row; ``pending`` rows are exactly those
   neither sent nor given up. The row holds the rendered message, never a credential.
+- The table is declared in :mod:`edge_worker.storage.alert_outbox` (storage imports
+  nothing of ``alerts``); ``alert_outbox`` is re-exported here.
 """
 
 from __future__ import annotations
@@ -20,22 +22,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from edge_worker.alerts.events import AlertMessage
-from edge_worker.storage.db import METADATA
-
-alert_outbox = sa.Table(
-    "ew_alert_outbox",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dedupe_key", sa.String(400), nullable=False),
-    sa.Column("channel", sa.String(100), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("failed_reason", sa.String(300), nullable=True),
-    sa.UniqueConstraint("dedupe_key", "channel", name="ew_alert_outbox_once"),
-)
+from edge_worker.storage.alert_outbox import alert_outbox as alert_outbox
 
 
 @dataclass(frozen=True)

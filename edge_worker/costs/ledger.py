@@ -15,6 +15,8 @@ Contract:
   ``uncertain`` (the executor could not confirm the figure; totals count such entries and
   read "(uncertain)"), ``cache_write_input_tokens`` and ``reasoning_output_tokens``.
 - Everything is synchronous SQLAlchemy Core: the workflows call it inside DBOS steps.
+- The tables are declared in :mod:`edge_worker.storage.cost_entries` (storage imports
+  nothing of ``costs``); ``COST_ENTRIES`` and ``COST_ENTRY_DETAILS`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -31,43 +33,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from edge_worker.costs.money import Amount, Total, from_micros, to_micros
 from edge_worker.executors.base import Usage
 from edge_worker.ids import stable_uuid4
-from edge_worker.storage.db import METADATA, create_engine_for
+from edge_worker.storage.cost_entries import COST_ENTRIES as COST_ENTRIES
+from edge_worker.storage.cost_entries import COST_ENTRY_DETAILS as COST_ENTRY_DETAILS
+from edge_worker.storage.db import create_engine_for
 
 EntryKind = Literal["planner", "run", "resume", "verification", "review"]
 ENTRY_KINDS: tuple[str, ...] = get_args(EntryKind)
 
 Clock = Callable[[], datetime]
 """Returns the current time as a timezone-aware datetime."""
-
-COST_ENTRIES = sa.Table(
-    "cost_entries",
-    METADATA,
-    sa.Column("entry_id", sa.String, primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("day", sa.Date, nullable=False, index=True),
-    sa.Column("issue_id", sa.String, nullable=False, index=True),
-    sa.Column("issue_identifier", sa.String, nullable=False),
-    sa.Column("subtask_key", sa.String, nullable=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("executor", sa.String, nullable=False),
-    sa.Column("model", sa.String, nullable=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cached_input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("output_tokens", sa.BigInteger, nullable=False),
-    sa.Column("usd_micros", sa.BigInteger, nullable=True),
-)
-
-
-COST_ENTRY_DETAILS = sa.Table(
-    "cost_entry_details",
-    METADATA,
-    sa.Column("entry_id", sa.String, primary_key=True),
-    sa.Column("uncertain", sa.Boolean, nullable=False),
-    sa.Column("cache_write_input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("reasoning_output_tokens", sa.BigInteger, nullable=False),
-)
-"""Per entry, what ``cost_entries`` has no column for (absent: certain, zero tokens)."""
 
 
 def utc_now() -> datetime:

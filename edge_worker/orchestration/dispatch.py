@@ -40,7 +40,7 @@ from edge_worker.alerts.steps import send_alert
 from edge_worker.orchestration.answers import FirstAnswers, first_activity
 from edge_worker.orchestration.lifecycle import handle_lifecycle
 from edge_worker.orchestration.workflows import handle_trigger, trigger_workflow_id
-from edge_worker.runtime import TRIGGER_QUEUE
+from edge_worker.queues import TRIGGER_QUEUE
 from edge_worker.storage import access, intake_pause
 from edge_worker.storage.access import REFUSED_WORKFLOW_ID
 from edge_worker.storage.events import mark_dispatched, pending_dispatch

@@ -18,6 +18,8 @@ Contract:
   ``claude-code`` backend lets the CLI read them.
 - Backends: ``anthropic`` (:mod:`.planner_anthropic`), ``claude-code``
   (:mod:`.planner_claude`) and ``static`` (:class:`StaticBackend`, a fixed plan for demos).
+  The back ends import this module, never the other way round: the configured one is
+  chosen by :func:`edge_worker.orchestration.wiring.build_planner`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from edge_worker.executors.base import Usage
 from edge_worker.orchestration.context import PlanningContext, render_planner_input
 from edge_worker.orchestration.existing import reuse_problems
 from edge_worker.orchestration.plan import Plan, PlanError, validate_plan
-from edge_worker.settings import ConfigError, Settings
+from edge_worker.settings import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -290,66 +292,3 @@ def load_orchestrator_prompt(prompts_dir: Path, *, max_subtasks: int, max_depth:
     except OSError as exc:
         raise ConfigError(f"EDGE_WORKER_PROMPTS_DIR: cannot read {path}: {exc.strerror}") from None
     return render_orchestrator_prompt(template, max_subtasks=max_subtasks, max_depth=max_depth)
-
-
-def build_planner(
-    settings: Settings,
-    *,
-    pricer: Pricer | None = None,
-    static_plan: object | None = None,
-    max_depth: int = 4,
-) -> Planner:
-    """The planner the configuration asks for (``EDGE_WORKER_PLANNER``).
-
-    ``pricer`` prices the ``anthropic`` backend's tokens (without one its calls are
-    unpriced); ``static_plan`` overrides ``EDGE_WORKER_PLANNER_STATIC_PLAN`` for the
-    ``static`` backend. Raises :class:`ConfigError` naming a missing setting.
-    """
-    # Imported here: the backend modules import this module's types.
-    from edge_worker.orchestration.planner_anthropic import AnthropicBackend
-    from edge_worker.orchestration.planner_claude import ClaudeCodeBackend
-
-    backend: PlannerBackend
-    if settings.planner == "anthropic":
-        if settings.anthropic.api_key is None:
-            raise ConfigError(
-                "missing required setting: EDGE_WORKER_ANTHROPIC__API_KEY "
-                "(needed by EDGE_WORKER_PLANNER=anthropic)"
-            )
-        backend = AnthropicBackend(
-            base_url=settings.anthropic.base_url,
-            api_key=settings.anthropic.api_key,
-            model=settings.anthropic.model,
-            max_tokens=settings.anthropic.max_tokens,
-            timeout_seconds=settings.anthropic.timeout_seconds,
-            pricer=pricer,
-        )
-    elif settings.planner == "claude-code":
-        backend = ClaudeCodeBackend(
-            binary=settings.claude.binary,
-            model=settings.claude.model,
-            timeout_seconds=settings.claude.timeout_seconds,
-            kill_grace_seconds=settings.claude.kill_grace_seconds,
-            pass_env=settings.claude.pass_env,
-        )
-    else:
-        source = static_plan if static_plan is not None else settings.planner_static_plan
-        if source is None:
-            raise ConfigError(
-                "missing required setting: EDGE_WORKER_PLANNER_STATIC_PLAN "
-                "(needed by EDGE_WORKER_PLANNER=static)"
-            )
-        backend = (
-            StaticBackend.from_source(source)
-            if isinstance(source, str)
-            else (StaticBackend(source))
-        )
-    system_prompt = load_orchestrator_prompt(
-        settings.prompts_dir, max_subtasks=settings.max_subtasks, max_depth=max_depth
-    )
-    return Planner(
-        backend=backend,
-        system_prompt=system_prompt,
-        max_subtasks=settings.max_subtasks,
-        max_depth=max_depth,
-    )

@@ -4,7 +4,9 @@ Contract: ``build_adapters(settings, engine)`` returns :class:`Adapters` holding
 client (sharing its client-credentials token through ``engine``), the activity coalescer,
 the planner, every configured executor (Codegen only when its org id and token are set;
 the local CLIs always, since a missing binary is reported per run), the cost ledger and
-the price table. ``aclose()`` releases network clients.
+the price table. ``aclose()`` releases network clients. ``build_planner(settings)`` is where
+the planner back end is chosen (``EDGE_WORKER_PLANNER``): the back ends import
+:mod:`.planner`, which imports none of them.
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.linear.activities import ActivityCoalescer
 from edge_worker.linear.client import LinearClient
 from edge_worker.linear.clock import SystemClock
-from edge_worker.orchestration.planner import Planner, build_planner
-from edge_worker.settings import Settings
+from edge_worker.orchestration.planner import (
+    Planner,
+    PlannerBackend,
+    StaticBackend,
+    load_orchestrator_prompt,
+)
+from edge_worker.orchestration.planner import Pricer as PlannerPricer
+from edge_worker.orchestration.planner_anthropic import AnthropicBackend
+from edge_worker.orchestration.planner_claude import ClaudeCodeBackend
+from edge_worker.settings import ConfigError, Settings
 from edge_worker.storage.tokens import SharedTokenStore
 
 Pricer = Callable[[str | None, Usage], float | None]
@@ -66,6 +76,65 @@ class Adapters:
 def worktree_root(settings: Settings) -> Path:
     """Where local executors make their worktrees."""
     return settings.worktrees.root or settings.resolved_state_dir / "worktrees"
+
+
+def build_planner(
+    settings: Settings,
+    *,
+    pricer: PlannerPricer | None = None,
+    static_plan: object | None = None,
+    max_depth: int = 4,
+) -> Planner:
+    """The planner the configuration asks for (``EDGE_WORKER_PLANNER``).
+
+    ``pricer`` prices the ``anthropic`` backend's tokens (without one its calls are
+    unpriced); ``static_plan`` overrides ``EDGE_WORKER_PLANNER_STATIC_PLAN`` for the
+    ``static`` backend. Raises :class:`ConfigError` naming a missing setting.
+    """
+    backend: PlannerBackend
+    if settings.planner == "anthropic":
+        if settings.anthropic.api_key is None:
+            raise ConfigError(
+                "missing required setting: EDGE_WORKER_ANTHROPIC__API_KEY "
+                "(needed by EDGE_WORKER_PLANNER=anthropic)"
+            )
+        backend = AnthropicBackend(
+            base_url=settings.anthropic.base_url,
+            api_key=settings.anthropic.api_key,
+            model=settings.anthropic.model,
+            max_tokens=settings.anthropic.max_tokens,
+            timeout_seconds=settings.anthropic.timeout_seconds,
+            pricer=pricer,
+        )
+    elif settings.planner == "claude-code":
+        backend = ClaudeCodeBackend(
+            binary=settings.claude.binary,
+            model=settings.claude.model,
+            timeout_seconds=settings.claude.timeout_seconds,
+            kill_grace_seconds=settings.claude.kill_grace_seconds,
+            pass_env=settings.claude.pass_env,
+        )
+    else:
+        source = static_plan if static_plan is not None else settings.planner_static_plan
+        if source is None:
+            raise ConfigError(
+                "missing required setting: EDGE_WORKER_PLANNER_STATIC_PLAN "
+                "(needed by EDGE_WORKER_PLANNER=static)"
+            )
+        backend = (
+            StaticBackend.from_source(source)
+            if isinstance(source, str)
+            else (StaticBackend(source))
+        )
+    system_prompt = load_orchestrator_prompt(
+        settings.prompts_dir, max_subtasks=settings.max_subtasks, max_depth=max_depth
+    )
+    return Planner(
+        backend=backend,
+        system_prompt=system_prompt,
+        max_subtasks=settings.max_subtasks,
+        max_depth=max_depth,
+    )
 
 
 def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:

@@ -77,8 +77,8 @@ from edge_worker.orchestration.progress import (
 )
 from edge_worker.orchestration.routing import repo_tags, route_repository
 from edge_worker.orchestration.strategy import ExecutorEstimate, choose_executor
+from edge_worker.queues import CLOUD_QUEUE, LOCAL_QUEUE
 from edge_worker.reporting.report import ReportState, verification_summary
-from edge_worker.runtime import CLOUD_QUEUE, LOCAL_QUEUE
 from edge_worker.settings import Settings
 from edge_worker.storage import stops, work
 
