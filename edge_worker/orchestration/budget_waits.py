@@ -17,26 +17,13 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from edge_worker.alerts import hooks as alerts
-from edge_worker.costs.budget import (
-    DAILY_BUDGET_REACHED,
-    DAY_WARNING_TEXT,
-    Threshold,
-    threshold_of,
-)
+from edge_worker.costs.budget import DAILY_BUDGET_REACHED, DAY_WARNING_TEXT, Threshold, threshold_of
 from edge_worker.costs.money import Total, format_usd
 from edge_worker.ids import stable_uuid4
-from edge_worker.orchestration import (
-    steps,
-    texts,
-)
+from edge_worker.orchestration import steps, texts
 from edge_worker.orchestration.issue_finish import finish
-from edge_worker.orchestration.issue_state import (
-    Orchestration,
-    recv,
-)
-from edge_worker.orchestration.workflow_config import (
-    BUDGET_WAIT_SECONDS,
-)
+from edge_worker.orchestration.issue_state import Orchestration, recv
+from edge_worker.orchestration.workflow_config import BUDGET_WAIT_SECONDS
 
 log = structlog.get_logger(__name__)
 

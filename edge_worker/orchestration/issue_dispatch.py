@@ -17,16 +17,10 @@ from typing import Any
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from edge_worker.costs.budget import (
-    decide_dispatch,
-)
+from edge_worker.costs.budget import decide_dispatch
 from edge_worker.costs.money import Total
 from edge_worker.executors.base import Task, TaskAttachment, TaskLimits
-from edge_worker.orchestration import (
-    agent_choice,
-    steps,
-    texts,
-)
+from edge_worker.orchestration import agent_choice, steps, texts
 from edge_worker.orchestration.attachments import AttachmentRef
 from edge_worker.orchestration.existing import bindings
 from edge_worker.orchestration.issue_state import (
@@ -36,9 +30,7 @@ from edge_worker.orchestration.issue_state import (
     subissues_at_start,
 )
 from edge_worker.orchestration.plan import Subtask, dependencies_of
-from edge_worker.orchestration.progress import (
-    TaskRecord,
-)
+from edge_worker.orchestration.progress import TaskRecord
 from edge_worker.orchestration.strategy import choose_executor
 from edge_worker.orchestration.subtask_run import run_subtask
 from edge_worker.orchestration.workflow_config import (

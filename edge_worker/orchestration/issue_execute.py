@@ -11,15 +11,8 @@ from __future__ import annotations
 
 import structlog
 
-from edge_worker.costs.budget import (
-    DAILY_BUDGET_REACHED,
-    is_continue_reply,
-)
-from edge_worker.orchestration import (
-    edits,
-    steps,
-    texts,
-)
+from edge_worker.costs.budget import DAILY_BUDGET_REACHED, is_continue_reply
+from edge_worker.orchestration import edits, steps, texts
 from edge_worker.orchestration.budget_waits import (
     ask_budget,
     end_day_blocked,
@@ -35,18 +28,9 @@ from edge_worker.orchestration.issue_dispatch import (
 )
 from edge_worker.orchestration.issue_finish import finish
 from edge_worker.orchestration.issue_messages import follow_up, issue_edited, show_progress
-from edge_worker.orchestration.issue_state import (
-    Orchestration,
-    recv,
-)
-from edge_worker.orchestration.progress import (
-    blocked,
-    overall_state,
-    ready,
-)
-from edge_worker.orchestration.workflow_config import (
-    POLL_SECONDS,
-)
+from edge_worker.orchestration.issue_state import Orchestration, recv
+from edge_worker.orchestration.progress import blocked, overall_state, ready
+from edge_worker.orchestration.workflow_config import POLL_SECONDS
 
 log = structlog.get_logger(__name__)
 

@@ -18,18 +18,9 @@ from dbos import DBOS
 from edge_worker.alerts import hooks as alerts
 from edge_worker.costs.money import Total
 from edge_worker.delivery.issue_steps import deliver_issue
-from edge_worker.orchestration import (
-    steps,
-    texts,
-)
-from edge_worker.orchestration.issue_state import (
-    Orchestration,
-    adopt_session,
-    publish_plan,
-)
-from edge_worker.orchestration.workflow_config import (
-    CONTROL_TOPIC,
-)
+from edge_worker.orchestration import steps, texts
+from edge_worker.orchestration.issue_state import Orchestration, adopt_session, publish_plan
+from edge_worker.orchestration.workflow_config import CONTROL_TOPIC
 from edge_worker.reporting.report import ReportState
 
 log = structlog.get_logger(__name__)

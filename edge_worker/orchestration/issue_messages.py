@@ -18,31 +18,15 @@ from typing import Any
 import structlog
 from dbos import DBOS
 
-from edge_worker.costs.budget import (
-    is_continue_reply,
-)
+from edge_worker.costs.budget import is_continue_reply
 from edge_worker.costs.money import format_usd
-from edge_worker.orchestration import (
-    edits,
-    steps,
-    texts,
-)
+from edge_worker.orchestration import edits, steps, texts
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.follow_ups import REOPENABLE, Named, named_subtasks
-from edge_worker.orchestration.issue_dispatch import (
-    create_subissues,
-    reopen,
-)
-from edge_worker.orchestration.issue_state import (
-    Orchestration,
-    planning_context,
-    publish_plan,
-)
+from edge_worker.orchestration.issue_dispatch import create_subissues, reopen
+from edge_worker.orchestration.issue_state import Orchestration, planning_context, publish_plan
 from edge_worker.orchestration.plan import Plan
-from edge_worker.orchestration.workflow_config import (
-    PROGRESS_UPDATE_SECONDS,
-    STATUS_WORDS,
-)
+from edge_worker.orchestration.workflow_config import PROGRESS_UPDATE_SECONDS, STATUS_WORDS
 
 log = structlog.get_logger(__name__)
 

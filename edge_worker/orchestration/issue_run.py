@@ -22,23 +22,12 @@ from dbos import DBOS
 
 from edge_worker.alerts import hooks as alerts
 from edge_worker.costs.money import Total, format_usd
-from edge_worker.orchestration import (
-    agent_choice,
-    approval,
-    approval_flow,
-    edits,
-    steps,
-    texts,
-)
+from edge_worker.orchestration import agent_choice, approval, approval_flow, edits, steps, texts
 from edge_worker.orchestration.attachment_steps import fetch_attachments_step
-from edge_worker.orchestration.budget_waits import (
-    warn_day_once,
-)
+from edge_worker.orchestration.budget_waits import warn_day_once
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.existing import reuse_note
-from edge_worker.orchestration.issue_dispatch import (
-    create_subissues,
-)
+from edge_worker.orchestration.issue_dispatch import create_subissues
 from edge_worker.orchestration.issue_execute import execute
 from edge_worker.orchestration.issue_finish import finish
 from edge_worker.orchestration.issue_messages import follow_up
@@ -53,9 +42,7 @@ from edge_worker.orchestration.issue_state import (
     subissues_at_start,
 )
 from edge_worker.orchestration.plan import Plan
-from edge_worker.orchestration.progress import (
-    Progress,
-)
+from edge_worker.orchestration.progress import Progress
 from edge_worker.orchestration.routing import repo_tags, route_repository
 from edge_worker.orchestration.workflow_config import (
     CONTROL_TOPIC,

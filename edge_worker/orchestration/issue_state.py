@@ -20,30 +20,17 @@ import structlog
 from dbos import DBOS
 
 from edge_worker import services
-from edge_worker.costs.budget import (
-    BudgetLimits,
-    IssueBudget,
-)
+from edge_worker.costs.budget import BudgetLimits, IssueBudget
 from edge_worker.costs.money import Total
 from edge_worker.ids import stable_uuid4
-from edge_worker.orchestration import (
-    edits,
-    steps,
-    texts,
-)
+from edge_worker.orchestration import edits, steps, texts
 from edge_worker.orchestration.attachments import AttachmentRef
 from edge_worker.orchestration.context import Comment as ContextComment
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.existing import ExistingSubIssue
 from edge_worker.orchestration.guidance import parse_guidance
-from edge_worker.orchestration.progress import (
-    Progress,
-    report_model,
-)
-from edge_worker.orchestration.workflow_config import (
-    CONTROL_TOPIC,
-    LOCAL_EXECUTORS,
-)
+from edge_worker.orchestration.progress import Progress, report_model
+from edge_worker.orchestration.workflow_config import CONTROL_TOPIC, LOCAL_EXECUTORS
 from edge_worker.reporting.report import ReportState
 
 log = structlog.get_logger(__name__)

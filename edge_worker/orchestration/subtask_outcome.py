@@ -20,13 +20,8 @@ import structlog
 from edge_worker.costs.money import Total
 from edge_worker.executors.base import Evidence, RunStatus
 from edge_worker.executors.local_cli import INTERRUPTED_REASON
-from edge_worker.orchestration import (
-    steps,
-    texts,
-)
-from edge_worker.orchestration.workflow_config import (
-    join_notes,
-)
+from edge_worker.orchestration import steps, texts
+from edge_worker.orchestration.workflow_config import join_notes
 from edge_worker.reporting.report import verification_summary
 
 log = structlog.get_logger(__name__)

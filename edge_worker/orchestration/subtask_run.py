@@ -33,14 +33,7 @@ from edge_worker.costs.budget import (
 from edge_worker.costs.money import Total, format_usd
 from edge_worker.delivery.steps import deliver_verified
 from edge_worker.executors.base import Evidence
-from edge_worker.orchestration import (
-    edits,
-    recovery_steps,
-    review,
-    review_steps,
-    steps,
-    texts,
-)
+from edge_worker.orchestration import edits, recovery_steps, review, review_steps, steps, texts
 from edge_worker.orchestration.subtask_outcome import (
     cost_json,
     end_state,

@@ -24,10 +24,7 @@ from dbos import DBOS, SetWorkflowID
 
 from edge_worker import services
 from edge_worker.ids import stable_key, stable_uuid4
-from edge_worker.orchestration import (
-    steps,
-    texts,
-)
+from edge_worker.orchestration import steps, texts
 from edge_worker.orchestration.answers import first_activity_id
 from edge_worker.orchestration.issue_run import orchestrate_issue
 from edge_worker.orchestration.workflow_config import (
