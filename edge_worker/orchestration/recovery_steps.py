@@ -37,7 +37,7 @@ CONTINUE_AFTER_RECOVERY = (
 
 
 class RecoverableRun(Protocol):
-    """What :func:`recover` needs of the sub-task run (``workflows._SubtaskRun``)."""
+    """What :func:`recover` needs of the sub-task run (``subtask_run._SubtaskRun``)."""
 
     executor: str
     spec: dict[str, Any]
