@@ -41,8 +41,8 @@ from edge_worker.settings import Settings
 from edge_worker.storage import access, work
 from edge_worker.storage.db import create_engine_for, create_tables
 from edge_worker.storage.events import IntakeWriter
+from edge_worker.webhooks.decisions import Rules
 from edge_worker.webhooks.intake import WebhookIntake
-from edge_worker.webhooks.triggers import Rules
 
 log = structlog.get_logger(__name__)
 

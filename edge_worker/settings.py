@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from edge_worker.agent_config import AgentLayer, AgentPolicy
+from edge_worker.approval_policy import parse_policy
 from edge_worker.delivery.settings import DeliverySettings, GitHubSettings
 from edge_worker.mcp.config import McpSettings
 
@@ -242,8 +243,6 @@ class AttachmentSettings(BaseModel):
 
 def _approval_policy(value: str | None) -> str | None:
     if value is not None:
-        from edge_worker.orchestration.approval import parse_policy  # (imports this module)
-
         parse_policy(value)
     return value
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from edge_worker import approval_policy
 from edge_worker.console.controls import answer_message
 from edge_worker.console.records import IssueRecord
 from edge_worker.orchestration import approval
@@ -25,21 +26,21 @@ ESTIMATES = {
 
 
 def test_policies_parse_and_decide() -> None:
-    assert not approval.parse_policy("never").needs_approval(Decimal(1000))
-    assert approval.parse_policy("Always").needs_approval(Decimal(0))
-    above = approval.parse_policy("above $5")
-    assert above == approval.Policy("above", Decimal(5))
+    assert not approval_policy.parse_policy("never").needs_approval(Decimal(1000))
+    assert approval_policy.parse_policy("Always").needs_approval(Decimal(0))
+    above = approval_policy.parse_policy("above $5")
+    assert above == approval_policy.Policy("above", Decimal(5))
     assert not above.needs_approval(Decimal("5.00"))
     assert above.needs_approval(Decimal("5.01"))
     assert above.needs_approval(None)  # an unpriced estimate is never waved through
     for bad in ("sometimes", "above", "above five", ""):
-        with pytest.raises(approval.PolicyError):
-            approval.parse_policy(bad)
+        with pytest.raises(approval_policy.PolicyError):
+            approval_policy.parse_policy(bad)
 
 
 def test_the_repository_wins_over_the_team_over_the_default() -> None:
     teams = {"ENG": "always"}
-    policy = approval.policy_for
+    policy = approval_policy.policy_for
     assert policy("never", teams, team_key="ENG", repository="above 2").kind == "above"
     assert policy("never", teams, team_key="ENG", repository=None).kind == "always"
     assert policy("never", teams, team_key="OPS", repository=None).kind == "never"

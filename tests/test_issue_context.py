@@ -46,7 +46,8 @@ from edge_worker.sandbox.anthropic import AnthropicStandIn, ToolAnswer, serve_an
 from edge_worker.sandbox.demo_plan import demo_plan
 from edge_worker.sandbox.linear import DEFAULT_API_KEY, LinearStandIn
 from edge_worker.sandbox.server import serve_in_thread
-from edge_worker.webhooks.triggers import Kind, Rules, classify
+from edge_worker.webhooks.decisions import Kind, Rules
+from edge_worker.webhooks.triggers import classify
 
 AGENT = "agent-1"
 RULES = Rules.build(AGENT)

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from edge_worker.sandbox import payloads as p
+from edge_worker.webhooks.decisions import Kind, Rules
 from edge_worker.webhooks.lifecycle import (
     SCOPE_APP_REVOKED,
     SCOPE_TEAMS,
     issue_team_id,
     lifecycle_scope,
 )
-from edge_worker.webhooks.triggers import Kind, Rules, classify
+from edge_worker.webhooks.triggers import classify
 
 AGENT = "agent-1"
 RULES = Rules.build(AGENT)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from edge_worker.reporting.markers import marker
 from edge_worker.sandbox import payloads as p
-from edge_worker.webhooks.triggers import Kind, Rules, classify
+from edge_worker.webhooks.decisions import Kind, Rules
+from edge_worker.webhooks.triggers import classify
 
 AGENT = "agent-1"
 RULES = Rules.build(AGENT)

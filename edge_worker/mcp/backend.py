@@ -26,13 +26,11 @@ from edge_worker.executors.base import VerificationCommand
 from edge_worker.linear.client import LinearClient
 from edge_worker.linear.errors import LinearError, LinearRequestError
 from edge_worker.mcp import requests, texts
+from edge_worker.mcp.errors import Refused
+from edge_worker.mcp.verify import SCRATCH_DIR, TIMEOUT_SECONDS, verify_branch
 from edge_worker.settings import Settings
 from edge_worker.storage.events import EventRecord, webhook_events
 from edge_worker.storage.work import ACTIVE_STATES
-
-
-class Refused(Exception):
-    """The request cannot be carried out; ``str()`` is the caller-facing reason."""
 
 
 class Backend:
@@ -162,8 +160,6 @@ class Backend:
 
     async def verify(self, ref: str, subtask: str, commands: list[str] | None) -> dict[str, Any]:
         """Run the sub-task's verification (or ``commands``, when allowed) on its branch."""
-        from edge_worker.mcp.verify import SCRATCH_DIR, TIMEOUT_SECONDS, verify_branch  # (cycle)
-
         if commands is not None and not self.settings.mcp.allow_commands:
             raise Refused(texts.COMMANDS_NOT_ALLOWED)
         record = await asyncio.to_thread(self._record, ref)

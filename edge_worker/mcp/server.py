@@ -20,7 +20,8 @@ from mcp.types import INVALID_PARAMS
 from pydantic import ValidationError
 
 from edge_worker.mcp import texts
-from edge_worker.mcp.backend import Backend, Refused
+from edge_worker.mcp.backend import Backend
+from edge_worker.mcp.errors import Refused
 
 Strategy = Literal["local-only", "cloud-only", "hybrid-smart", "hybrid-parallel", "cost-optimized"]
 T = TypeVar("T")

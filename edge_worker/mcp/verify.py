@@ -18,7 +18,7 @@ from pathlib import Path
 from edge_worker.executors.base import VerificationCommand, VerificationReport
 from edge_worker.executors.worktrees import WorktreeError, git
 from edge_worker.mcp import texts
-from edge_worker.mcp.backend import Refused
+from edge_worker.mcp.errors import Refused
 from edge_worker.settings import Repository
 from edge_worker.verification.local import run_local_verification
 

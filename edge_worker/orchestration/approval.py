@@ -1,9 +1,8 @@
 """Plan approval, sans I/O: when a plan needs a human's approval, what the question says,
 and what a reply to it means.
 
-- :func:`parse_policy` reads ``always``, ``never`` or ``above <USD>`` (the estimate's upper
-  bound is compared); :func:`policy_for` picks a repository's policy, else its team's,
-  else the default (``never``).
+- The policy itself (``always``, ``never`` or ``above <USD>``, by repository, team or
+  default) is read by :mod:`edge_worker.approval_policy`, which the settings validate with.
 - :func:`estimate_plan` prices each sub-task on the executor the strategy would choose
   now: one run at the executor's expected cost up to one run per allowed iteration
   (capped by the per-task limit); an executor without a price shows ``unpriced``.
@@ -18,7 +17,6 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
 
 from edge_worker.costs.money import format_usd
 from edge_worker.orchestration.plan import Plan
@@ -48,61 +46,6 @@ REVISING = "Revising the plan with {author}'s request."
 APPROVED_NOTE = "Plan approved by {author}."
 CANCELLED_NOTE = "Plan cancelled by {author}: nothing was dispatched."
 UNPRICED = "unpriced"
-
-PolicyKind = Literal["always", "never", "above"]
-
-
-class PolicyError(ValueError):
-    """An approval policy that is not ``always``, ``never`` or ``above <USD>``."""
-
-
-@dataclass(frozen=True)
-class Policy:
-    """When a plan waits for approval: always, never, or above a USD estimate."""
-
-    kind: PolicyKind
-    threshold: Decimal | None = None
-
-    def needs_approval(self, estimated_high: Decimal | None) -> bool:
-        """Whether a plan whose estimate tops out at ``estimated_high`` must be approved
-        (an estimate that cannot be priced is treated as over any threshold)."""
-        if self.kind == "never":
-            return False
-        if self.kind == "always" or estimated_high is None:
-            return True
-        assert self.threshold is not None
-        return estimated_high > self.threshold
-
-
-_ABOVE = re.compile(r"^above\s+\$?(\d+(?:\.\d+)?)$")
-
-
-def parse_policy(text: str) -> Policy:
-    """``always`` / ``never`` / ``above <USD>`` (``above $5`` too); :class:`PolicyError`
-    otherwise."""
-    value = text.strip().lower()
-    if value in ("always", "never"):
-        return Policy(value)  # type: ignore[arg-type]
-    match = _ABOVE.match(value)
-    if match is None:
-        raise PolicyError(f"approval policy {text!r}: expected always, never or above <USD>")
-    return Policy("above", Decimal(match.group(1)))
-
-
-def policy_for(
-    default: str,
-    teams: Mapping[str, str],
-    *,
-    team_key: str | None,
-    repository: str | None,
-) -> Policy:
-    """The policy of the issue's repository (``repository``, already resolved), else its
-    team's (by key), else the default."""
-    if repository is not None:
-        return parse_policy(repository)
-    if team_key is not None and team_key in teams:
-        return parse_policy(teams[team_key])
-    return parse_policy(default)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from edge_worker import approval_policy
 from edge_worker.orchestration import approval, edits, steps
 from edge_worker.orchestration.plan import Plan
 from edge_worker.orchestration.strategy import ExecutorEstimate
@@ -62,11 +63,11 @@ Recv = Callable[[Any, float], Awaitable[dict[str, Any] | None]]
 Replan = Callable[[str, str], Awaitable[dict[str, Any]]]
 
 
-def policy_of(o: Orchestration) -> approval.Policy:
+def policy_of(o: Orchestration) -> approval_policy.Policy:
     """The issue's policy: its repository's, its team's, or the default."""
     settings = o.settings.approval
     repo = o.trigger.get("_repository") or {}
-    return approval.policy_for(
+    return approval_policy.policy_for(
         settings.default,
         settings.teams,
         team_key=o.snapshot["issue"]["team"]["key"],

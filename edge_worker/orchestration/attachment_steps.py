@@ -40,6 +40,7 @@ from edge_worker.orchestration.attachments import (
     skipped_notes,
     too_large,
 )
+from edge_worker.orchestration.wiring import installed_adapters
 
 log = structlog.get_logger(__name__)
 
@@ -53,9 +54,7 @@ def attachments_dir(issue_id: str) -> Path:
 
 
 async def _authorization() -> str:
-    from edge_worker.orchestration.steps import adapters
-
-    return await adapters().linear.authorization()
+    return await installed_adapters().linear.authorization()
 
 
 async def _fetch(reference: Reference, directory: Path, taken: set[str]) -> AttachmentRef:

@@ -31,11 +31,12 @@ from edge_worker.executors.base import (
 )
 from edge_worker.linear.errors import LinearError
 from edge_worker.linear.models import ExternalUrl, PlanStep
+from edge_worker.orchestration.attachment_steps import ensure_files
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
 from edge_worker.orchestration.planner import PlannerUnavailable, PlanningFailed
-from edge_worker.orchestration.wiring import Adapters
+from edge_worker.orchestration.wiring import Adapters, installed_adapters
 from edge_worker.reporting.markers import marker
 from edge_worker.reporting.report import ReportModel, render_report, render_subtask_result
 from edge_worker.reporting.subissue import render_subissue_description
@@ -59,11 +60,7 @@ def total_json(total: Total) -> dict[str, int]:
 
 def adapters() -> Adapters:
     """The process's adapters (installed by the daemon at start-up)."""
-    found = services.current().extra.get("adapters")
-    if found is None:
-        raise RuntimeError("orchestration adapters are not installed")
-    assert isinstance(found, Adapters)
-    return found
+    return installed_adapters()
 
 
 async def _log_line(issue_id: str, kind: str, body: str, **extra: Any) -> None:
@@ -381,8 +378,6 @@ async def _with_files_here(task: Task) -> Task:
     daemon than the one that fetched them): missing ones are fetched again, or left out."""
     if not task.attachments:
         return task
-    from edge_worker.orchestration.attachment_steps import ensure_files
-
     return task.model_copy(update={"attachments": await ensure_files(task.attachments)})
 
 

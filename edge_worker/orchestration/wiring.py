@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from edge_worker import services
 from edge_worker.alerts.outages import OutageTracker, outage_reporter
 from edge_worker.costs.budget import BudgetLimits
 from edge_worker.costs.ledger import Ledger
@@ -193,3 +194,12 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         pricer=pricer,
         worktrees=worktrees,
     )
+
+
+def installed_adapters() -> Adapters:
+    """The process's adapters (the daemon installs them in ``services`` at start-up)."""
+    found = services.current().extra.get("adapters")
+    if found is None:
+        raise RuntimeError("orchestration adapters are not installed")
+    assert isinstance(found, Adapters)
+    return found

@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from edge_worker.storage.events import EventRecord, IntakeWriter, StoreUnavailable
+from edge_worker.webhooks.decisions import Decision, Kind, Rules
 from edge_worker.webhooks.lifecycle import issue_team_id
-from edge_worker.webhooks.triggers import Decision, Kind, Rules, classify
+from edge_worker.webhooks.triggers import classify
 from edge_worker.webhooks.verify import body_freshness_problem, signature_matches
 
 log = structlog.get_logger(__name__)

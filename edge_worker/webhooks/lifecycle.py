@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge_worker.webhooks.decisions import Decision, Kind, Rules, ignore
 from edge_worker.webhooks.events import _Tolerant
-from edge_worker.webhooks.triggers import Decision, Kind, Rules, ignore
 
 LIFECYCLE_EVENT_TYPES = frozenset({"PermissionChange", "OAuthApp"})
 SCOPE_TEAMS = "teams"

@@ -21,14 +21,12 @@ it. A prompt that Linear also delivers as a ``Comment`` shares the comment's ded
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge_worker.reporting.markers import has_any_marker
+from edge_worker.webhooks.decisions import Decision, Kind, Rules, ignore
 from edge_worker.webhooks.events import (
     AgentSessionEvent,
     AppUserNotification,
@@ -37,74 +35,16 @@ from edge_worker.webhooks.events import (
     IssueData,
     IssueRef,
 )
+from edge_worker.webhooks.lifecycle import classify_lifecycle
 
 EDITABLE_FIELDS = ("title", "description")
 """Issue fields whose edit during the work is passed on to the planner and the agents."""
-
-
-class Kind(enum.StrEnum):
-    """What the daemon does with an event."""
-
-    START = "start"
-    FOLLOW_UP = "follow_up"
-    STOP = "stop"
-    REFUSE = "refuse"
-    IGNORE = "ignore"
-
-
-@dataclass(frozen=True)
-class Rules:
-    """The configuration classification depends on."""
-
-    agent_user_id: str | None
-    allowed_teams: frozenset[str] = frozenset()
-    allowed_users: frozenset[str] = frozenset()
-
-    @classmethod
-    def build(
-        cls, agent_user_id: str | None, teams: Iterable[str] = (), users: Iterable[str] = ()
-    ) -> Rules:
-        return cls(agent_user_id, frozenset(teams), frozenset(users))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of classifying one event."""
-
-    kind: Kind
-    reason: str
-    issue_id: str | None = None
-    issue_identifier: str | None = None
-    dedupe_key: str | None = None
-    session_id: str | None = None
-    actor_id: str | None = None
-    actor_name: str | None = None
-    text: str | None = None
-    only_if_active: bool = False
-    context: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def acts(self) -> bool:
-        """True for start, follow-up, stop and refuse (a session that must be answered)."""
-        return self.kind is not Kind.IGNORE
-
-
-def ignore(reason: str, issue: IssueRef | None = None) -> Decision:
-    """An ``ignore`` decision with its reason."""
-    return Decision(
-        Kind.IGNORE,
-        reason,
-        issue_id=issue.id if issue else None,
-        issue_identifier=issue.identifier if issue else None,
-    )
 
 
 def classify(payload: dict[str, Any], rules: Rules) -> Decision:
     """Decide what ``payload`` (a decoded webhook body) asks of the daemon."""
     event_type = payload.get("type")
     if event_type in ("PermissionChange", "OAuthApp"):  # install lifecycle: lifecycle.py
-        from edge_worker.webhooks.lifecycle import classify_lifecycle  # (imports this module)
-
         return classify_lifecycle(payload, rules)
     try:
         if event_type == "AgentSessionEvent":
