@@ -2,8 +2,9 @@
 
 Contract:
 - With ``console.report_linear_issue`` and/or ``console.report_linear_team`` set,
-  :func:`run_daily_reports` (an asyncio task of the daemon's lifespan) starts :func:`daily_report_to_linear` for each day once it has
-  ended (and settled) in the budget's time zone, as the daily cost summary does
+  :func:`run_daily_reports` (an asyncio task of the daemon's lifespan) starts
+  :func:`daily_report_to_linear` for each day once it has ended (and settled) in the
+  budget's time zone, as the daily cost summary does
   (:class:`~edge_worker.costs.daily.DayRollover`), under the workflow id
   ``daily-report-<YYYY-MM-DD>``: DBOS runs an id once across restarts and daemons sharing
   the database.

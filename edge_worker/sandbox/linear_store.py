@@ -3,8 +3,8 @@
 Contract:
 - :class:`LinearStore` holds an organisation, teams with workflow states, users (a human
   and the agent app user), labels, issues (with ``ENG-1`` style identifiers, parents,
-  children, labels), comments, documents, agent sessions and their activities. Seeding helpers
-  create data the way Linear would (identifiers, default states, timestamps).
+  children, labels), comments, documents, agent sessions and their activities. Seeding
+  helpers create data the way Linear would (identifiers, default states, timestamps).
 - :class:`QueryRoot` and :class:`MutationRoot` are graphql-core root values: their
   methods resolve the root fields the Linear client uses. Objects are exposed through
   small view classes; a field the stand-in does not model raises a GraphQL error naming
