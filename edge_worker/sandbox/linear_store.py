@@ -590,13 +590,17 @@ class CommentView(_View):
         return IssueView(self._store, issue) if issue else None
 
 
+def _slug_id(document_id: str) -> str:
+    return document_id.replace("-", "")[:12]
+
+
 class DocumentView(_View):
     typename = "Document"
 
     def __init__(self, store: LinearStore, document: Document) -> None:
         self._store, self._document = store, document
         self.id, self.title, self.content = document.id, document.title, document.content
-        self.slugId = document.id.replace("-", "")[:12]
+        self.slugId = _slug_id(document.id)
         self.url = f"https://linear.app/{store.organization.url_key}/document/{self.slugId}"
         self.createdAt, self.updatedAt = _iso(document.created_at), _iso(document.updated_at)
 
@@ -746,7 +750,9 @@ class QueryRoot(_View):
     def team(self, info: Info, id: str) -> TeamView:
         return TeamView(self._store, self._store.find_team(id))
 
-    def teams(self, info: Info, filter: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
+    def teams(
+        self, info: Info, filter: dict[str, Any] | None = None, **args: Any
+    ) -> dict[str, Any]:
         """Teams, filtered by ``id`` / ``key`` ``eq`` (the only filters the stand-in models)."""
         teams = list(self._store.teams.values())
         for name, comparator in (filter or {}).items():
@@ -761,7 +767,7 @@ class QueryRoot(_View):
 
     def document(self, info: Info, id: str) -> DocumentView:
         document = self._store.documents.get(id) or next(
-            (d for d in self._store.documents.values() if DocumentView(self._store, d).slugId == id),
+            (d for d in self._store.documents.values() if _slug_id(d.id) == id),
             None,
         )
         if document is None:
