@@ -184,7 +184,11 @@ class ConsoleSettings(BaseModel):
     viewer_token_file: Path | None = None
     report_linear_issue: str | None = None
     """An issue (``ENG-12`` or its id) that gets each day's report as a comment, once the
-    day has ended in the budget's time zone; ``None``: the report is not posted."""
+    day has ended in the budget's time zone; ``None``: no report comment."""
+    report_linear_team: str | None = None
+    """A team (its key like ``ENG``, or its id) that gets each ended day's report as a
+    Linear document titled ``edge-worker daily report <YYYY-MM-DD>``; ``None``: no report
+    document. Both may be set: the day's report is then commented and a document."""
 
 
 class Price(BaseModel):

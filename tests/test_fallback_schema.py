@@ -4,9 +4,18 @@ on a user's machine running ``make demo``) accepts every operation the daemon se
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from graphql import DocumentNode, build_schema, parse, validate
+from graphql import (
+    DocumentNode,
+    GraphQLInputObjectType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    build_schema,
+    parse,
+    validate,
+)
 from graphql.language import FragmentDefinitionNode, OperationDefinitionNode
 
 import edge_worker.linear
@@ -27,3 +36,35 @@ def test_every_operation_validates_against_the_fallback_schema(name: str) -> Non
     schema = build_schema(FALLBACK_SDL)
     errors = validate(schema, DocumentNode(definitions=(NAMED[name], *FRAGMENTS)))
     assert [e.message for e in errors if "is never used" not in e.message] == []
+
+
+FAITHFUL = (
+    "Document",
+    "DocumentPayload",
+    "DocumentCreateInput",
+    "TeamFilter",
+    "StringComparator",
+    "IDComparator",
+    "TeamConnection",
+    "TeamEdge",
+)
+FAITHFUL_ROOT_FIELDS = (("Query", "document"), ("Query", "teams"), ("Mutation", "documentCreate"))
+
+
+def _fields(schema: GraphQLSchema, type_name: str) -> dict[str, Any]:
+    named = schema.type_map[type_name]
+    assert isinstance(named, GraphQLObjectType | GraphQLInputObjectType), type_name
+    return dict(named.fields)
+
+
+def test_the_document_types_are_a_faithful_subset_of_linears(linear_schema_path: Path) -> None:
+    real = build_schema(linear_schema_path.read_text(encoding="utf-8"))
+    fallback = build_schema(FALLBACK_SDL)
+    pairs = [(name, field) for name in FAITHFUL for field in _fields(fallback, name)]
+    for type_name, field_name in [*pairs, *FAITHFUL_ROOT_FIELDS]:
+        ours = _fields(fallback, type_name)[field_name]
+        theirs = _fields(real, type_name).get(field_name)
+        assert theirs is not None, f"{type_name}.{field_name} is not in Linear's schema"
+        assert str(ours.type) == str(theirs.type), f"{type_name}.{field_name}"
+        for arg_name, arg in getattr(ours, "args", {}).items():
+            assert str(arg.type) == str(theirs.args[arg_name].type), f"{field_name}({arg_name})"

@@ -301,6 +301,42 @@ async def test_a_refused_create_that_is_not_a_duplicate_keeps_linears_message(
     assert caught.value.code == "INVALID_INPUT"
 
 
+async def test_a_document_whose_id_exists_is_read_back_not_created_twice(
+    standin: LinearStandIn, make_client: MakeClient
+) -> None:
+    team_id = await make_client().team_id("ENG")
+    assert team_id == standin.store.team.id
+    doc_id = stable_uuid4("doc", "2026-03-01")
+    first = await make_client().create_document(
+        id=doc_id, title="Report", content="# Report", team_id=team_id
+    )
+    again = await make_client().create_document(  # a retried step in a new process
+        id=doc_id, title="Report", content="# Report", team_id=team_id
+    )
+    assert first == again and first.id == doc_id and first.team_id == team_id
+    assert [d.id for d in standin.store.documents_in(team_id)] == [doc_id]
+    assert standin.store.documents[doc_id].creator_id == standin.store.agent.id
+    assert standin.operation_counts() == {"TeamByKey": 1, "DocumentCreate": 2, "DocumentById": 1}
+
+
+async def test_a_refused_document_that_is_not_a_duplicate_keeps_linears_message(
+    standin: LinearStandIn, make_client: MakeClient
+) -> None:
+    with pytest.raises(LinearRequestError, match="Could not find referenced Team"):
+        await make_client().create_document(
+            id=stable_uuid4("doc", "x"),
+            title="Report",
+            content="# Report",
+            team_id="00000000-0000-4000-8000-000000000000",
+        )
+    assert not standin.store.documents
+
+
+async def test_an_unknown_team_key_is_a_clear_error(make_client: MakeClient) -> None:
+    with pytest.raises(LinearRequestError, match="no team with key 'NOPE'"):
+        await make_client().team_id("NOPE")
+
+
 # -- marker comments ------------------------------------------------------------------------
 
 

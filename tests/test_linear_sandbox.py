@@ -180,6 +180,27 @@ def test_a_reused_client_chosen_id_is_refused(http: httpx.Client, standin: Linea
     assert "UUID v4" in not_v4.json()["errors"][0]["extensions"]["userPresentableMessage"]
 
 
+def test_documents_belong_to_a_team_by_id_and_their_ids_are_unique(
+    http: httpx.Client, standin: LinearStandIn
+) -> None:
+    chosen = str(uuid.uuid4())
+    fields = {"id": chosen, "title": "Report", "content": "# Report"}
+    created = gql(http, "DocumentCreate", {"input": {**fields, "teamId": standin.store.team.id}})
+    assert created.json()["data"]["documentCreate"]["document"]["content"] == "# Report"
+    again = gql(http, "DocumentCreate", {"input": {**fields, "teamId": standin.store.team.id}})
+    assert "already exists" in again.json()["errors"][0]["extensions"]["userPresentableMessage"]
+    by_key = gql(http, "DocumentCreate", {"input": {**fields, "id": None, "teamId": "ENG"}})
+    assert by_key.json()["errors"][0]["message"] == "Entity not found: Team"
+    orphan = gql(http, "DocumentCreate", {"input": {**fields, "id": None}})
+    assert "needs a team" in orphan.json()["errors"][0]["extensions"]["userPresentableMessage"]
+    assert list(standin.store.documents) == [chosen]
+    found = gql(http, "DocumentById", {"id": chosen}).json()["data"]["document"]
+    assert found["team"]["id"] == standin.store.team.id
+    teams = gql(http, "TeamByKey", {"key": "ENG"}).json()["data"]["teams"]["nodes"]
+    assert [t["id"] for t in teams] == [standin.store.team.id]
+    assert gql(http, "TeamByKey", {"key": "NOPE"}).json()["data"]["teams"]["nodes"] == []
+
+
 def test_missing_entities_are_refused_with_linears_wording(http: httpx.Client) -> None:
     response = gql(http, "Issue", {"id": "ENG-404"})
     assert response.status_code == 400

@@ -23,6 +23,7 @@ Contract:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ from edge_worker.linear.metrics import count_request
 from edge_worker.linear.models import (
     ActivityType,
     Comment,
+    Document,
     ExternalUrl,
     Issue,
     IssueRef,
@@ -365,6 +367,17 @@ class LinearClient:
         states = [WorkflowState.model_validate(node) for node in data["team"]["states"]["nodes"]]
         return sorted(states, key=lambda state: state.position)
 
+    async def team_id(self, key_or_id: str) -> str:
+        """The id of the team ``key_or_id`` (a key like ``ENG``, or an id, returned as is
+        without a request); an unknown key raises :class:`LinearRequestError`."""
+        if _is_uuid(key_or_id):
+            return key_or_id
+        data = await self.execute("TeamByKey", {"key": key_or_id})
+        nodes = data["teams"]["nodes"]
+        if not nodes:
+            raise LinearRequestError("TeamByKey", f"no team with key {key_or_id!r}", status=200)
+        return str(nodes[0]["id"])
+
     # -- writes ----------------------------------------------------------------------
 
     async def create_issue(
@@ -473,6 +486,36 @@ class LinearClient:
             )
         payload = self._require_success("CommentCreate", data.get("commentCreate"))
         return Comment.from_graphql(payload["comment"])
+
+    async def create_document(
+        self,
+        *,
+        id: str,
+        title: str,
+        content: str,
+        team_id: str | None = None,
+        issue_id: str | None = None,
+        priority: Priority = "normal",
+    ) -> Document:
+        """Create a document (markdown ``content``) in a team and/or on an issue with the
+        client-chosen ``id``; if it exists already, return it."""
+        if not title.strip():
+            raise ValueError("a document title must not be empty")
+        document_input: dict[str, Any] = {"id": id, "title": title, "content": content}
+        if team_id is not None:
+            document_input["teamId"] = team_id
+        if issue_id is not None:
+            document_input["issueId"] = issue_id
+        try:
+            data = await self.execute(
+                "DocumentCreate", {"input": document_input}, priority=priority
+            )
+        except LinearRequestError as refused:
+            return Document.from_graphql(
+                await self._existing_after_refusal(refused, "DocumentById", id, "document")
+            )
+        payload = self._require_success("DocumentCreate", data.get("documentCreate"))
+        return Document.from_graphql(payload["document"])
 
     async def _update_comment(self, id: str, body: str, priority: Priority) -> Comment:
         data = await self.execute(
@@ -612,6 +655,14 @@ class LinearClient:
             "AgentSessionUpdate", {"id": session_id, "input": session_input}, priority=priority
         )
         self._require_success("AgentSessionUpdate", data.get("agentSessionUpdate"))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_activity_content(content: Mapping[str, Any]) -> None:

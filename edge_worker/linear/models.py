@@ -102,6 +102,27 @@ class Comment(_Model):
         )
 
 
+class Document(_Model):
+    """A Linear document; ``content`` is markdown, ``team_id`` its team if it has one."""
+
+    id: str
+    title: str
+    content: str | None
+    url: str
+    team_id: str | None
+
+    @classmethod
+    def from_graphql(cls, data: dict[str, Any]) -> Document:
+        team = data.get("team")
+        return cls(
+            id=data["id"],
+            title=data["title"],
+            content=data.get("content"),
+            url=data["url"],
+            team_id=team.get("id") if isinstance(team, dict) else None,
+        )
+
+
 class IssueRef(_Model):
     """Enough of an issue to link to it."""
 

@@ -77,6 +77,26 @@ type Team {
          orderBy: PaginationOrderBy): WorkflowStateConnection!
 }
 
+type TeamEdge { node: Team! cursor: String! }
+type TeamConnection { edges: [TeamEdge!]! nodes: [Team!]! pageInfo: PageInfo! }
+input IDComparator { eq: ID in: [ID!] neq: ID nin: [ID!] }
+input StringComparator { eq: String in: [String!] neq: String nin: [String!] }
+input TeamFilter { id: IDComparator key: StringComparator name: StringComparator }
+
+type Document {
+  id: ID!
+  title: String!
+  content: String
+  slugId: String!
+  url: String!
+  createdAt: DateTime!
+  updatedAt: DateTime!
+  creator: User
+  team: Team
+  issue: Issue
+}
+type DocumentPayload { document: Document! lastSyncId: Float! success: Boolean! }
+
 type IssueLabel { id: ID! name: String! color: String! }
 type IssueLabelEdge { node: IssueLabel! cursor: String! }
 type IssueLabelConnection {
@@ -181,6 +201,9 @@ type Query {
   organization: Organization!
   issue(id: String!): Issue!
   team(id: String!): Team!
+  teams(after: String, before: String, filter: TeamFilter, first: Int, includeArchived: Boolean,
+        last: Int, orderBy: PaginationOrderBy): TeamConnection!
+  document(id: String!): Document!
   comment(id: String, hash: String): Comment!
   agentActivity(id: String!): AgentActivity!
   agentSession(id: String!): AgentSession!
@@ -214,6 +237,16 @@ input IssueUpdateInput {
 }
 input CommentCreateInput { id: String issueId: String body: String parentId: String }
 input CommentUpdateInput { body: String }
+input DocumentCreateInput {
+  id: String
+  title: String!
+  content: String
+  teamId: String
+  issueId: String
+  projectId: String
+  color: String
+  icon: String
+}
 input AgentActivityCreateInput {
   id: String
   agentSessionId: String!
@@ -243,6 +276,7 @@ type Mutation {
   issueUpdate(id: String!, input: IssueUpdateInput!): IssuePayload!
   commentCreate(input: CommentCreateInput!): CommentPayload!
   commentUpdate(id: String!, input: CommentUpdateInput!, skipEditedAt: Boolean): CommentPayload!
+  documentCreate(input: DocumentCreateInput!): DocumentPayload!
   agentActivityCreate(input: AgentActivityCreateInput!): AgentActivityPayload!
   agentSessionUpdate(id: String!, input: AgentSessionUpdateInput!): AgentSessionPayload!
   attachmentLinkURL(createAsUser: String, displayIconUrl: String, id: String, issueId: String!,

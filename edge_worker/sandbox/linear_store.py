@@ -3,8 +3,8 @@
 Contract:
 - :class:`LinearStore` holds an organisation, teams with workflow states, users (a human
   and the agent app user), labels, issues (with ``ENG-1`` style identifiers, parents,
-  children, labels), comments, agent sessions and their activities. Seeding helpers
-  create data the way Linear would (identifiers, default states, timestamps).
+  children, labels), comments, documents, agent sessions and their activities. Seeding
+  helpers create data the way Linear would (identifiers, default states, timestamps).
 - :class:`QueryRoot` and :class:`MutationRoot` are graphql-core root values: their
   methods resolve the root fields the Linear client uses. Objects are exposed through
   small view classes; a field the stand-in does not model raises a GraphQL error naming
@@ -155,6 +155,20 @@ class Comment:
 
 
 @dataclass
+class Document:
+    """A document in a team and/or on an issue; ``content`` is markdown."""
+
+    id: str
+    title: str
+    content: str | None
+    team_id: str | None
+    issue_id: str | None
+    creator_id: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass
 class Attachment:
     id: str
     issue_id: str
@@ -212,6 +226,7 @@ class LinearStore:
         self.labels: dict[str, Label] = {}
         self.issues: dict[str, Issue] = {}
         self.comments: dict[str, Comment] = {}
+        self.documents: dict[str, Document] = {}
         self.sessions: dict[str, AgentSession] = {}
         self.activities: dict[str, AgentActivity] = {}
         self.attachments: dict[str, Attachment] = {}
@@ -321,6 +336,34 @@ class LinearStore:
         self.comments[comment.id] = comment
         return comment
 
+    def add_document(
+        self,
+        title: str,
+        content: str | None,
+        *,
+        team_id: str | None = None,
+        issue_id: str | None = None,
+        creator_id: str | None = None,
+        document_id: str | None = None,
+    ) -> Document:
+        now = self.clock()
+        document = Document(
+            id=document_id or str(uuid.uuid4()),
+            title=title,
+            content=content,
+            team_id=team_id,
+            issue_id=issue_id,
+            creator_id=creator_id if creator_id is not None else self.human.id,
+            created_at=now,
+            updated_at=now,
+        )
+        self.documents[document.id] = document
+        return document
+
+    def documents_in(self, team_id: str) -> list[Document]:
+        documents = [d for d in self.documents.values() if d.team_id == team_id]
+        return sorted(documents, key=lambda document: document.created_at)
+
     def add_session(self, issue_id: str, *, creator_id: str | None = None) -> AgentSession:
         now = self.clock()
         session = AgentSession(
@@ -402,7 +445,13 @@ class LinearStore:
     def taken(self, entity_id: str) -> bool:
         return any(
             entity_id in table
-            for table in (self.issues, self.comments, self.activities, self.sessions)
+            for table in (
+                self.issues,
+                self.comments,
+                self.documents,
+                self.activities,
+                self.sessions,
+            )
         )
 
 
@@ -541,6 +590,33 @@ class CommentView(_View):
         return IssueView(self._store, issue) if issue else None
 
 
+def _slug_id(document_id: str) -> str:
+    return document_id.replace("-", "")[:12]
+
+
+class DocumentView(_View):
+    typename = "Document"
+
+    def __init__(self, store: LinearStore, document: Document) -> None:
+        self._store, self._document = store, document
+        self.id, self.title, self.content = document.id, document.title, document.content
+        self.slugId = _slug_id(document.id)
+        self.url = f"https://linear.app/{store.organization.url_key}/document/{self.slugId}"
+        self.createdAt, self.updatedAt = _iso(document.created_at), _iso(document.updated_at)
+
+    def creator(self, info: Info) -> UserView | None:
+        user = self._store.users.get(self._document.creator_id or "")
+        return UserView(self._store, user) if user else None
+
+    def team(self, info: Info) -> TeamView | None:
+        team = self._store.teams.get(self._document.team_id or "")
+        return TeamView(self._store, team) if team else None
+
+    def issue(self, info: Info) -> IssueView | None:
+        issue = self._store.issues.get(self._document.issue_id or "")
+        return IssueView(self._store, issue) if issue else None
+
+
 class IssueView(_View):
     typename = "Issue"
 
@@ -674,6 +750,30 @@ class QueryRoot(_View):
     def team(self, info: Info, id: str) -> TeamView:
         return TeamView(self._store, self._store.find_team(id))
 
+    def teams(
+        self, info: Info, filter: dict[str, Any] | None = None, **args: Any
+    ) -> dict[str, Any]:
+        """Teams, filtered by ``id`` / ``key`` ``eq`` (the only filters the stand-in models)."""
+        teams = list(self._store.teams.values())
+        for name, comparator in (filter or {}).items():
+            if name not in ("id", "key") or set(comparator) != {"eq"}:
+                raise StandInError(
+                    f"the Linear stand-in does not implement the team filter {name} {comparator}",
+                    code="NOT_IMPLEMENTED",
+                    kind="internal error",
+                )
+            teams = [t for t in teams if getattr(t, name) == comparator["eq"]]
+        return connection([TeamView(self._store, t) for t in teams], args)
+
+    def document(self, info: Info, id: str) -> DocumentView:
+        document = self._store.documents.get(id) or next(
+            (d for d in self._store.documents.values() if _slug_id(d.id) == id),
+            None,
+        )
+        if document is None:
+            raise not_found("Document")
+        return DocumentView(self._store, document)
+
     def comment(self, info: Info, id: str | None = None, hash: str | None = None) -> CommentView:
         comment = self._store.comments.get(id or "")
         if comment is None:
@@ -691,6 +791,9 @@ class QueryRoot(_View):
         if session is None:
             raise not_found("AgentSession")
         return SessionView(self._store, session)
+
+
+_DOCUMENT_FIELDS = frozenset({"id", "title", "content", "teamId", "issueId", "color", "icon"})
 
 
 def _sync_id() -> float:
@@ -804,6 +907,43 @@ class MutationRoot(_View):
         new_id = self._new_id(input.get("id"))
         comment = store.add_comment(issue.id, body, user_id=store.viewer_id, comment_id=new_id)
         return {"success": True, "lastSyncId": _sync_id(), "comment": CommentView(store, comment)}
+
+    def documentCreate(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
+        """A document in a team (by id) and/or on an issue (id or identifier); a project or
+        other parent is not modelled and refused as such."""
+        store = self._store
+        unmodelled = sorted(
+            k for k, v in input.items() if v is not None and k not in _DOCUMENT_FIELDS
+        )
+        if unmodelled:
+            raise StandInError(
+                f"the Linear stand-in does not implement documentCreate with {unmodelled}",
+                code="NOT_IMPLEMENTED",
+                kind="internal error",
+            )
+        team_id, issue_id = input.get("teamId"), input.get("issueId")
+        if not team_id and not issue_id:
+            raise StandInError(
+                "Argument Validation Error",
+                user_message="A document needs a team, issue or project to belong to.",
+            )
+        if team_id and team_id not in store.teams:
+            raise not_found("Team")
+        issue = store.find_issue(issue_id) if issue_id else None
+        new_id = self._new_id(input.get("id"))
+        document = store.add_document(
+            input["title"],
+            input.get("content"),
+            team_id=team_id or None,
+            issue_id=issue.id if issue else None,
+            creator_id=store.viewer_id,
+            document_id=new_id,
+        )
+        return {
+            "success": True,
+            "lastSyncId": _sync_id(),
+            "document": DocumentView(store, document),
+        }
 
     def commentUpdate(self, info: Info, id: str, input: dict[str, Any], **_: Any) -> dict[str, Any]:
         store = self._store
