@@ -80,14 +80,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge_worker.sandbox import payloads
+from edge_worker.sandbox.linear_mutations import MutationRoot
 from edge_worker.sandbox.linear_schema import load_schema
-from edge_worker.sandbox.linear_store import (
-    Issue,
-    LinearStore,
-    MutationRoot,
-    QueryRoot,
-    StandInError,
-)
+from edge_worker.sandbox.linear_store import Issue, LinearStore, StandInError
+from edge_worker.sandbox.linear_views import QueryRoot
 from edge_worker.webhooks.verify import sign
 
 log = structlog.get_logger(__name__)
