@@ -380,8 +380,13 @@ class Soak:
             if n > 1:
                 result.duplicates += n - 1
                 result.problems.append(f"{n} Codegen runs for {dict(run_key)}")
-        result.ledger = check_ledger(world, cluster.ledger())
+        ledger = cluster.ledger()
+        result.ledger = check_ledger(world, ledger)
         result.problems.extend(result.ledger.problems)
+        # what the store held, kept beside the state (a Postgres database is dropped)
+        (self.root / "store.json").write_text(
+            json.dumps({"work_items": states, "ledger": [asdict(line) for line in ledger]})
+        )
 
     def _check_stop(self, world: SandboxWorld, issue: SoakIssue) -> None:
         """Nothing is said in a stopped session after its final activity."""
@@ -498,7 +503,7 @@ def print_figures(result: SoakResult, record: dict[str, Any]) -> None:
     print(
         f"ledger_usd: {ledger.ledger_usd} billed_usd: {ledger.billed_usd} "
         f"unrecorded_usd: {ledger.unrecorded_usd} (unrecorded bills: {ledger.unrecorded}) "
-        f"ledger_excess: {ledger.excess} unpriced_entries: {ledger.unpriced_entries}"
+        f"ledger_excess: {ledger.excess} unreported_runs: {ledger.unreported_runs}"
     )
     print(f"ledger by source: {ledger.by_source}")
     print(f"seconds: {record['seconds']}")

@@ -18,8 +18,8 @@ Contract (:func:`check_ledger`), all amounts in integer micro-dollars:
   daemon paid for and never recorded (its process killed between the answer and the
   entry, or the entry's step replayed after a crash and the replay's answer recorded under
   the same entry id). Reported with the amount, not a violation: see bench/README.md.
-- ``unpriced``: ledger entries with no amount (a run whose CLI was killed or crashed before
-  it reported a cost, so neither side knows a figure); counted, never guessed.
+- ``unreported_runs``: ledger entries with no amount (a run whose CLI was killed, crashed
+  or hung before it reported a cost, so the daemon has no figure); counted, never guessed.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class LedgerFigures:
     unrecorded_usd: float = 0.0
     unrecorded: int = 0
     excess: int = 0
-    unpriced_entries: int = 0
+    unreported_runs: int = 0
     by_source: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -158,8 +158,11 @@ class _Check:
                 recorded[(line.issue_id, str(line.subtask_key), line.attempt)] += (
                     line.usd_micros or 0
                 )
+        store = self.world.linear.store
         for key in set(billed) | set(recorded):
-            self.unit("codegen", "/".join(map(str, key)), recorded[key], billed[key])
+            issue = store.issues.get(key[0])
+            name = "/".join(map(str, (issue.identifier if issue else key[0], *key[1:])))
+            self.unit("codegen", name, recorded[key], billed[key])
 
     def local(self) -> None:
         """Local-run entries of each sub-task against what its fake CLI reported."""
@@ -179,7 +182,7 @@ class _Check:
         self.codegen()
         self.local()
         f = self.figures
-        f.unpriced_entries = sum(1 for line in self.ledger if line.usd_micros is None)
+        f.unreported_runs = sum(1 for line in self.ledger if line.usd_micros is None)
         f.ledger_usd = usd(sum(line.usd_micros or 0 for line in self.ledger))
         f.billed_usd = usd(sum(t["billed"] for t in self.totals.values()))
         f.unrecorded_usd = usd(sum(t["unrecorded"] for t in self.totals.values()))
