@@ -46,7 +46,7 @@ class LedgerFigures:
     ledger_usd: float = 0.0
     billed_usd: float = 0.0
     unrecorded_usd: float = 0.0
-    unrecorded: int = 0
+    unrecorded: int = 0  # planner answers, Codegen runs and sub-tasks' CLI totals
     excess: int = 0
     unreported_runs: int = 0
     by_source: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -82,7 +82,8 @@ class _Check:
         self.figures = LedgerFigures()
         self.totals: dict[str, Counter[str]] = defaultdict(Counter)
 
-    def unit(self, source: str, name: str, recorded: int, billed: int) -> None:
+    def unit(self, source: str, name: str, recorded: int, billed: int, bills: int = 1) -> None:
+        """Compare one unit; ``bills``: how many bills its unrecorded part is."""
         self.totals[source]["ledger"] += recorded
         self.totals[source]["billed"] += billed
         if recorded > billed:
@@ -91,7 +92,7 @@ class _Check:
                 f"ledger {source} {name}: ${usd(recorded)} recorded, ${usd(billed)} billed"
             )
         elif billed > recorded:
-            self.figures.unrecorded += 1
+            self.figures.unrecorded += bills
             self.totals[source]["unrecorded"] += billed - recorded
             self.figures.notes.append(
                 f"unrecorded {source} {name}: ${usd(billed)} billed, ${usd(recorded)} recorded"
@@ -140,7 +141,7 @@ class _Check:
         for key in set(bills) | set(entries):
             billed = bills[key] * amounts.get(key, 0)
             name = f"{key[0]} x{entries[key]} entries / x{bills[key]} answers"
-            self.unit("planner", name, recorded[key], billed)
+            self.unit("planner", name, recorded[key], billed, bills[key] - entries[key])
 
     def codegen(self) -> None:
         """Codegen entries against the runs created for the same sub-task attempt."""
