@@ -16,7 +16,8 @@ Contract:
   test fails loudly instead of retrying.
 - ``image`` blocks (user turns only) must carry a ``base64`` source with an accepted image
   media type and valid base64 data (or a ``url`` source).
-- Every request is recorded (headers, body, what was answered) in ``requests``.
+- Every request is recorded (headers, body, what was answered, when, and for a 200 the
+  usage billed) in ``requests``.
 - Usage is reported as ``input_tokens``, ``output_tokens``, ``cache_read_input_tokens`` and
   ``cache_creation_input_tokens``, scripted per answer or :data:`DEFAULT_USAGE`.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
@@ -104,6 +106,8 @@ class RecordedRequest:
     status: int
     problem: str | None = None
     path: str = "/v1/messages"
+    usage: dict[str, int] | None = None  # what a 200 reported, hence billed
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -182,8 +186,8 @@ class AnthropicStandIn:
                 error_type=answer.error_type,
                 extra_headers=extra,
             )
-        self._record(headers, body, 200)
         message = self._message(answer, body, number)
+        self._record(headers, body, 200, usage=message["usage"])
         if body.get("stream") is True:
             return StreamingResponse(_sse(_stream_events(message)), media_type="text/event-stream")
         return JSONResponse(message)
@@ -229,10 +233,18 @@ class AnthropicStandIn:
         return JSONResponse(payload, status_code=status, headers=extra_headers)
 
     def _record(
-        self, headers: dict[str, str], body: Any, status: int, problem: str | None = None
+        self,
+        headers: dict[str, str],
+        body: Any,
+        status: int,
+        problem: str | None = None,
+        *,
+        usage: dict[str, int] | None = None,
     ) -> None:
         with self._lock:
-            self.requests.append(RecordedRequest(headers, body, status, problem))
+            self.requests.append(
+                RecordedRequest(headers, body, status, problem, usage=dict(usage or {}) or None)
+            )
 
 
 def _stream_events(message: dict[str, Any]) -> list[dict[str, Any]]:

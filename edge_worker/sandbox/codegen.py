@@ -23,6 +23,9 @@ Contract:
   to a git remote, as Codegen's agent pushes its work to GitHub.
 - Every request is recorded in :attr:`CodegenStandIn.calls` (also served as JSON at
   ``GET /_sandbox/calls``) with the ``clock`` time it arrived.
+- Billing: with :attr:`CodegenStandIn.cost_per_run_usd` set, each run created through the
+  API is billed that much once, at creation (a resume is the same run and costs nothing
+  more), kept as the run's ``billed_usd``; :meth:`CodegenStandIn.bills` lists them.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class _Run:
     finished: bool = False
     pull_requests: list[dict[str, Any]] = field(default_factory=list)
     resumes: list[str] = field(default_factory=list)
+    billed_usd: float | None = None  # what creating it cost (None: billing not configured)
 
 
 def verification_answer(commands: list[str], script: VerificationScript) -> str:
@@ -176,6 +180,7 @@ class CodegenStandIn:
         self._admitted: dict[str, deque[float]] = {"create": deque(), "call": deque()}
         self._lock = threading.Lock()
         self.on_pull_request: Callable[[str, str], None] | None = None
+        self.cost_per_run_usd: float | None = None
         self.app = self._build_app()
 
     # -- scripting -------------------------------------------------------------------------
@@ -208,6 +213,13 @@ class CodegenStandIn:
         with self._lock:
             calls = list(self.calls)
         return [c for c in calls if not endpoints or c.endpoint in endpoints]
+
+    def bills(self) -> list[tuple[dict[str, Any], float]]:
+        """``(metadata, usd)`` of every run billed so far (created through the API while
+        :attr:`cost_per_run_usd` was set), in creation order."""
+        with self._lock:
+            runs = list(self.runs.values())
+        return [(dict(r.metadata or {}), r.billed_usd) for r in runs if r.billed_usd is not None]
 
     def max_in_window(self, endpoints: tuple[Endpoint, ...], window: float) -> int:
         """The most calls to ``endpoints`` that arrived within any ``window`` seconds."""
@@ -320,6 +332,7 @@ class CodegenStandIn:
         key = metadata.get("subtask_key") if isinstance(metadata, dict) else None
         script = self.scripts.get(str(key), self.default_script) if key else self.default_script
         run = self._new_run(body["prompt"], body.get("repo_id"), metadata, script)
+        run.billed_usd = self.cost_per_run_usd
         return JSONResponse(self._view(run)), run.id
 
     def _get(self, request: Request, body: Any) -> tuple[JSONResponse, int | None]:
