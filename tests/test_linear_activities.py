@@ -257,3 +257,43 @@ def test_merging_lists_many_items_in_one_thought() -> None:
         "type": "thought",
         "body": "- step 0 more\n- step 1 more\n- step 2 more",
     }
+
+
+async def test_progress_for_work_that_ended_elsewhere_is_dropped_not_said(
+    standin: LinearStandIn,
+    make_client: Callable[..., LinearClient],
+    clock: ManualClock,
+    session_id: str,
+) -> None:
+    """Another daemon stopped the work and said the last word: the gate (the shared
+    database's answer) says so, and neither the progress this daemon holds nor its
+    heartbeat goes out after it."""
+    working = {session_id: True}
+
+    async def still_working(asked: str) -> bool:
+        return working[asked]
+
+    coalescer = ActivityCoalescer(
+        make_client(), clock=clock, interval=10.0, heartbeat=60.0, still_working=still_working
+    )
+    try:
+        coalescer.note_thought(session_id, "Reading the code")
+        await coalescer.drain()
+        assert [a["body"] for a in sent(standin, session_id)] == ["Reading the code"]
+
+        coalescer.note_thought(session_id, "Running the tests")
+        working[session_id] = False  # the stop was handled on another daemon
+        await clock.advance(10.0)
+        await coalescer.flush_due()
+        await clock.advance(120.0)  # past the heartbeat too
+        await coalescer.flush_due()
+        assert [a["body"] for a in sent(standin, session_id)] == ["Reading the code"]
+        assert coalescer.pending(session_id) == 0
+
+        working[session_id] = True  # the work continues (a prompt after the stop)
+        coalescer.note_thought(session_id, "Back at it")
+        await clock.advance(10.0)
+        await coalescer.flush_due()
+        assert sent(standin, session_id)[-1]["body"] == "Back at it"
+    finally:
+        await coalescer.aclose()

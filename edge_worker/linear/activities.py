@@ -21,6 +21,9 @@ Contract (per agent session, all times from the injected clock):
 - A session awaiting input (after ``elicit``) gets no heartbeat: a heartbeat thought would
   flip it back to active. Progress noted for it, or ``resume``, ends the wait.
 - A failed background send is logged and dropped (the client has already retried).
+- With ``still_working`` (a gate: is the session's work still going, asked of the shared
+  database), a background send or heartbeat first asks it; when the work ended, on any
+  daemon, what is pending is dropped instead of said after the last word.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +44,9 @@ from edge_worker.linear.limits import Priority
 from edge_worker.settings import LinearSettings
 
 log = structlog.get_logger(__name__)
+
+SessionGate = Callable[[str], Awaitable[bool]]
+"""Whether a session's work is still going (see the module contract)."""
 
 HEARTBEAT_BODY = "Still working on this."
 MAX_MERGED_ITEMS = 20
@@ -125,8 +131,10 @@ class ActivityCoalescer:
         interval: float = 10.0,
         heartbeat: float = 1200.0,
         heartbeat_body: str = HEARTBEAT_BODY,
+        still_working: SessionGate | None = None,
     ) -> None:
         self._sink = sink
+        self._still_working = still_working
         self._clock = clock
         self.interval = interval
         self.heartbeat = heartbeat
@@ -140,7 +148,12 @@ class ActivityCoalescer:
 
     @classmethod
     def from_settings(
-        cls, sink: ActivitySink, settings: LinearSettings, *, clock: Clock
+        cls,
+        sink: ActivitySink,
+        settings: LinearSettings,
+        *,
+        clock: Clock,
+        still_working: SessionGate | None = None,
     ) -> ActivityCoalescer:
         """A coalescer paced by ``activity_interval_seconds`` and ``heartbeat_seconds``."""
         return cls(
@@ -148,6 +161,7 @@ class ActivityCoalescer:
             clock=clock,
             interval=settings.activity_interval_seconds,
             heartbeat=settings.heartbeat_seconds,
+            still_working=still_working,
         )
 
     # -- noting progress ---------------------------------------------------------------
@@ -191,6 +205,13 @@ class ActivityCoalescer:
         if self._due(session, self._clock.time()):
             self._schedule(session_id, session)
         self._wake.set()
+
+    def discard(self, session_id: str) -> None:
+        """Drop the progress noted for ``session_id`` and not yet sent (its work ended
+        elsewhere); the session stays open for what comes next."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            session.pending = []
 
     def resume(self, session_id: str) -> None:
         """The session is active again (an activity was sent outside the coalescer)."""
@@ -265,7 +286,15 @@ class ActivityCoalescer:
                 return
             now = self._clock.time()
             try:
-                if self._due(session, now):
+                due = self._due(session, now)
+                if (due or self._heartbeat_due(session, now)) and not await self._open(session_id):
+                    # Its work ended on another daemon (a stop there said the last word):
+                    # what this daemon still holds for it is dropped, not said after it.
+                    log.info("linear.activity.work_ended_dropped", session_id=session_id)
+                    session.pending = []
+                    self._sessions.pop(session_id, None)
+                    return
+                if due:
                     await self._send_pending(session_id, session, "low")
                 elif self._heartbeat_due(session, now):
                     content = {"type": "thought", "body": self._heartbeat_body}
@@ -277,6 +306,16 @@ class ActivityCoalescer:
                 log.warning("linear.activity.send_failed", session_id=session_id, error=str(exc))
             finally:
                 session.task = None
+
+    async def _open(self, session_id: str) -> bool:
+        """Whether the session's work is still going (no gate: always)."""
+        if self._still_working is None:
+            return True
+        try:
+            return await self._still_working(session_id)
+        except Exception as exc:  # the gate's database is away: err on saying it
+            log.warning("linear.activity.gate_failed", session_id=session_id, error=str(exc))
+            return True
 
     async def flush_due(self) -> None:
         """Send every session's due progress and heartbeats, and wait for those sends."""

@@ -11,6 +11,7 @@ another is created, and worktrees are reused. Steps take and return JSON-able da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 from typing import Any
@@ -381,6 +382,41 @@ async def _with_files_here(task: Task) -> Task:
     return task.model_copy(update={"attachments": await ensure_files(task.attachments)})
 
 
+ENDED_CHECK_SECONDS = 2.0
+
+
+async def _stop_when_ended(
+    executor: str,
+    run: RunHandle,
+    cost: dict[str, Any],
+    workflow_id: str,
+    session_id: str | None,
+    ended: asyncio.Event,
+) -> None:
+    """Stop ``run`` here once the orchestration ended its sub-task (see follow_run_step)."""
+    engine = services.current().engine
+
+    def state() -> str | None:
+        with engine.connect() as conn:
+            return work.subtask_state(conn, cost["issue_id"], cost["subtask_key"], workflow_id)
+
+    while True:
+        await asyncio.sleep(ENDED_CHECK_SECONDS)
+        try:
+            now = await asyncio.to_thread(state)
+        except Exception as exc:  # the database is away: look again later
+            log.warning("run.ended_check_failed", error=type(exc).__name__)
+            continue
+        if now in (None, "running"):
+            continue
+        ended.set()
+        log.info("run stopped: its sub-task was ended by the orchestration", state=now)
+        if session_id:
+            adapters().coalescer.discard(session_id)
+        await adapters().executors[executor].cancel(run)
+        return
+
+
 @DBOS.step()
 async def follow_run_step(
     executor: str,
@@ -388,12 +424,22 @@ async def follow_run_step(
     session_id: str | None,
     cost: dict[str, Any],
 ) -> dict[str, Any]:
-    """Follow a run to its end and record what it cost (once, by entry id)."""
+    """Follow a run to its end and record what it cost (once, by entry id).
+
+    The orchestration may end the sub-task from another daemon (a stop, the issue's time
+    limit): it cannot reach this process's run, so while following, this step looks at
+    the sub-task's recorded state every :data:`ENDED_CHECK_SECONDS` and, once it is no
+    longer ``running`` for this run, stops the run here (killed, or abandoned on Codegen),
+    drops the progress still to be said, and records what the run cost as usual.
+    """
     a = adapters()
     workdir = handle.get("workdir")
-    run_workflow_id = DBOS.workflow_id
+    run_workflow_id = str(DBOS.workflow_id)
+    ended = asyncio.Event()
 
     async def on_progress(kind: str, text: str) -> None:
+        if ended.is_set():
+            return
         if workdir:  # Linear sees paths in the repository, never the daemon's own
             text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
         if text.strip():
@@ -404,7 +450,16 @@ async def follow_run_step(
             else:
                 a.coalescer.note_thought(session_id, text[:500])
 
-    result = await a.executors[executor].follow(RunHandle.model_validate(handle), on_progress)
+    run = RunHandle.model_validate(handle)
+    watch = asyncio.create_task(
+        _stop_when_ended(executor, run, cost, run_workflow_id, session_id, ended)
+    )
+    try:
+        result = await a.executors[executor].follow(run, on_progress)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
     await _record_cost(
         CostEntry(
             **cost,

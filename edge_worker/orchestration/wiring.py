@@ -11,6 +11,7 @@ the planner back end is chosen (``EDGE_WORKER_PLANNER``): the back ends import
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from edge_worker.executors.codegen import CodegenExecutor
 from edge_worker.executors.codex import CodexExecutor
 from edge_worker.executors.gemini import GeminiExecutor
 from edge_worker.executors.worktrees import WorktreeManager
-from edge_worker.linear.activities import ActivityCoalescer
+from edge_worker.linear.activities import ActivityCoalescer, SessionGate
 from edge_worker.linear.client import LinearClient
 from edge_worker.linear.clock import SystemClock
 from edge_worker.orchestration.planner import (
@@ -42,6 +43,7 @@ from edge_worker.orchestration.planner import Pricer as PlannerPricer
 from edge_worker.orchestration.planner_anthropic import AnthropicBackend
 from edge_worker.orchestration.planner_claude import ClaudeCodeBackend
 from edge_worker.settings import ConfigError, Settings
+from edge_worker.storage import work
 from edge_worker.storage.tokens import SharedTokenStore
 
 Pricer = Callable[[str | None, Usage], float | None]
@@ -186,7 +188,9 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
     return Adapters(
         settings=settings,
         linear=linear,
-        coalescer=ActivityCoalescer.from_settings(linear, settings.linear, clock=SystemClock()),
+        coalescer=ActivityCoalescer.from_settings(
+            linear, settings.linear, clock=SystemClock(), still_working=_work_gate(engine)
+        ),
         planner=build_planner(settings, pricer=pricer),
         executors=executors,
         ledger=Ledger(engine, settings.budget.timezone),
@@ -194,6 +198,19 @@ def build_adapters(settings: Settings, engine: sa.Engine) -> Adapters:
         pricer=pricer,
         worktrees=worktrees,
     )
+
+
+def _work_gate(engine: sa.Engine) -> SessionGate:
+    """Whether a session's work is still going, from the database every daemon shares."""
+
+    def ask(session_id: str) -> bool:
+        with engine.connect() as conn:
+            return work.session_still_working(conn, session_id)
+
+    async def still_working(session_id: str) -> bool:
+        return await asyncio.to_thread(ask, session_id)
+
+    return still_working
 
 
 def installed_adapters() -> Adapters:

@@ -223,3 +223,28 @@ def running_subtasks(conn: sa.Connection, issue_id: str | None = None) -> int:
     if issue_id is not None:
         query = query.where(subtasks.c.issue_id == issue_id)
     return int(conn.execute(query).scalar_one())
+
+
+def session_still_working(conn: sa.Connection, session_id: str) -> bool:
+    """False when the work a session carries has ended (it is in a terminal state); True
+    while it runs, and for a session no work carries yet."""
+    row = conn.execute(
+        sa.select(work_items.c.state)
+        .where(work_items.c.session_id == session_id)
+        .order_by(work_items.c.updated_at.desc())
+    ).first()
+    return row is None or row[0] in ACTIVE_STATES
+
+
+def subtask_state(conn: sa.Connection, issue_id: str, key: str, workflow_id: str) -> str | None:
+    """The state the orchestration last gave sub-task ``key``'s run ``workflow_id``;
+    ``"superseded"`` when the sub-task's row belongs to another run now, ``None`` when
+    there is no row."""
+    row = conn.execute(
+        sa.select(subtasks.c.state, subtasks.c.workflow_id)
+        .where(subtasks.c.issue_id == issue_id)
+        .where(subtasks.c.key == key)
+    ).first()
+    if row is None:
+        return None
+    return str(row[0]) if row[1] == workflow_id else "superseded"
