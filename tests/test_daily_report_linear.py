@@ -4,7 +4,6 @@ restart."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from edge_worker.reporting.daily_report_post import (
 )
 from edge_worker.sandbox.linear import LinearStandIn
 from edge_worker.sandbox.world import SandboxWorld
+from tests.support.daemon import log_events
 from tests.support.e2e import running, wait_until
 
 pytest_plugins = ("tests.support.linear_fixtures",)
@@ -57,19 +57,6 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
         yield started
 
 
-def _events(log: str, event: str) -> list[dict[str, str]]:
-    found = []
-    for line in log.splitlines():
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                found.append(record)
-    return found
-
-
 def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
     world: SandboxWorld, tmp_path: Path
 ) -> None:
@@ -79,8 +66,8 @@ def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
         "EDGE_WORKER_LOG_LEVEL": "debug",
     }
     with running(world, tmp_path / "state", **env) as e2e:
-        wait_until(lambda: _events(e2e.log(), POSTED_EVENT), 60)
-        day = _events(e2e.log(), POSTED_EVENT)[0]["day"]
+        wait_until(lambda: log_events(e2e.log(), POSTED_EVENT), 60)
+        day = log_events(e2e.log(), POSTED_EVENT)[0]["day"]
         printed = subprocess.run(
             [sys.executable, "-m", "edge_worker.cli", "report", "--day", day],
             env=e2e.daemon.env,
@@ -91,9 +78,9 @@ def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
         ).stdout
         comments = world.linear.store.comments_on(issue.id)
         assert [c.body.strip() for c in comments] == [printed.strip()]
-        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 1, 60)
+        wait_until(lambda: len(log_events(e2e.log(), CHECKED_EVENT)) == 1, 60)
         e2e.daemon.kill()  # a crash; the new daemon appends to the same log file
         e2e.restart()
-        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 2, 60)
+        wait_until(lambda: len(log_events(e2e.log(), CHECKED_EVENT)) == 2, 60)
         assert len(world.linear.store.comments_on(issue.id)) == 1  # not posted again
-        assert len(_events(e2e.log(), POSTED_EVENT)) == 1
+        assert len(log_events(e2e.log(), POSTED_EVENT)) == 1
