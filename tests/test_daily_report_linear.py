@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from edge_worker.sandbox.world import SandboxWorld
 from tests.support.daemon import log_events
 from tests.support.e2e import running, wait_until
 
-pytest_plugins = ("tests.support.linear_fixtures",)
+pytest_plugins = ("tests.support.linear_fixtures", "tests.support.world_fixtures")
 
 DAY = date(2026, 3, 1)
 
@@ -49,12 +49,6 @@ async def test_an_unknown_issue_is_a_clear_error_and_posts_nothing(
     with pytest.raises(LinearError):
         await post_report(make_client(), "NOPE-404", DAY, "# Report")
     assert not standin.store.comments
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[SandboxWorld]:
-    with SandboxWorld(tmp_path / "world") as started:
-        yield started
 
 
 def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
