@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -121,3 +125,15 @@ class OneModelPricer:
             + usage.output_tokens * OUTPUT
         )
         return cost / 1_000_000
+
+
+@contextmanager
+def traversable_dir(prefix: str) -> Iterator[Path]:
+    """A new directory every user may traverse (mode 0755, outside ``tmp_path``, whose
+    parents may not be), for a CLI that may run unprivileged; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
