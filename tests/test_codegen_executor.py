@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from structlog.testing import capture_logs
@@ -31,7 +31,21 @@ from tests.support.codegen import (
 
 pytestmark = pytest.mark.timeout(60)
 
-pytest_plugins = ("tests.support.codegen_fixtures",)
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def stand_in(clock: FakeClock) -> CodegenStandIn:
+    return CodegenStandIn(org_id=ORG_ID, api_token=TOKEN, clock=clock)
+
+
+@pytest.fixture
+def base_url(stand_in: CodegenStandIn) -> Iterator[str]:
+    with serve_in_thread(stand_in.app) as url:
+        yield url
 
 
 @pytest.fixture

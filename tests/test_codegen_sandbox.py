@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from edge_worker.executors.base import VerificationCommand
 from edge_worker.sandbox.codegen import CodegenStandIn, RunScript, VerificationScript
+from edge_worker.sandbox.server import serve_in_thread
 from edge_worker.verification.remote import build_verification_prompt, load_verifier_template
 from tests.support.codegen import (
     ORG_ID,
@@ -36,12 +37,26 @@ LIST = "/v1/organizations/{org_id}/agent/runs"
 RESUME = "/v1/organizations/{org_id}/agent/run/resume"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-pytest_plugins = ("tests.support.codegen_fixtures",)
-
 
 @pytest.fixture
 def spec(codegen_openapi_path: Path) -> dict[str, Any]:
     return load_spec(codegen_openapi_path)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def stand_in(clock: FakeClock) -> CodegenStandIn:
+    return CodegenStandIn(org_id=ORG_ID, api_token=TOKEN, clock=clock)
+
+
+@pytest.fixture
+def base_url(stand_in: CodegenStandIn) -> Iterator[str]:
+    with serve_in_thread(stand_in.app) as url:
+        yield url
 
 
 @pytest.fixture

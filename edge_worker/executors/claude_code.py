@@ -73,7 +73,7 @@ class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
 
     name = "claude-code"
 
-    def build_argv(self, run: ArgvRequest) -> list[str]:
+    def command_line(self, run: ArgvRequest) -> list[str]:
         settings = with_profile(self.settings, run.task.agent, permission_field="permission_mode")
         argv = claude_argv(settings, run.task, prompt=run.prompt, resume_session=run.resume_session)
         return argv + run.prepared.argv

@@ -87,7 +87,7 @@ class CodexExecutor(PricedCliExecutor[CodexSettings]):
 
     name = "codex"
 
-    def build_argv(self, run: ArgvRequest) -> list[str]:
+    def command_line(self, run: ArgvRequest) -> list[str]:
         task, workdir = run.task, run.workdir
         images: list[str] = []
         if run.resume_session is None:

@@ -115,7 +115,7 @@ class GeminiExecutor(PricedCliExecutor[GeminiSettings]):
 
     name = "gemini"
 
-    def build_argv(self, run: ArgvRequest) -> list[str]:
+    def command_line(self, run: ArgvRequest) -> list[str]:
         agent = run.task.agent
         settings = with_profile(self.settings, agent, permission_field="approval_mode")
         return gemini_argv(settings, prompt=run.prompt, resume_session=run.resume_session)

@@ -85,7 +85,7 @@ class Prepared:
 
 @dataclass(frozen=True)
 class ArgvRequest:
-    """What :meth:`LocalCliExecutor.build_argv` builds a command line from: the (profiled)
+    """What :meth:`LocalCliExecutor.command_line` builds a command line from: the (profiled)
     task, its worktree, the prompt (with the role prompt before it on a first run when the
     executor has ``role_in_prompt``), the session to resume (None on a first run) and what
     :meth:`LocalCliExecutor.prepare` wrote."""
@@ -187,9 +187,8 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     # --- what a subclass provides -------------------------------------------------------
 
     @abc.abstractmethod
-    def build_argv(self, run: ArgvRequest) -> list[str]:
-        """The command line for a first run (``run.resume_session`` None) or a resumed
-        one; ``run.prepared.argv`` are options :meth:`prepare` asks for."""
+    def command_line(self, run: ArgvRequest) -> list[str]:
+        """The command line for ``run`` (see :meth:`build_argv`)."""
 
     @abc.abstractmethod
     def new_parser(self) -> StreamParser:
@@ -198,6 +197,24 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     @abc.abstractmethod
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         """The run's result from what was parsed, how the process ended, and its handle."""
+
+    def build_argv(
+        self,
+        task: Task,
+        *,
+        workdir: Path,
+        prompt: str,
+        resume_session: str | None,
+        prepared: Prepared | None = None,
+    ) -> list[str]:
+        """The command line for a first run (``resume_session`` None) or a resumed one;
+        ``prepared.argv`` are options :meth:`prepare` asks for. With ``role_in_prompt`` a
+        first run's prompt starts with the role prompt. Subclasses say the rest in
+        :meth:`command_line`."""
+        if self.role_in_prompt and resume_session is None:
+            prompt = with_role(task.role_prompt, prompt)
+        request = ArgvRequest(task, workdir, prompt, resume_session, prepared or Prepared())
+        return self.command_line(request)
 
     def configured_model(self, handle: RunHandle) -> str | None:
         """The model the run was started with (its profile's), else the configured one."""
@@ -342,9 +359,9 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         transcript_path = await self._transcript_path(workdir, run_id)
         task = await profiled(task)
         prepared = await self.prepare(task, workdir, run_id)
-        if self.role_in_prompt and resume_session is None:
-            prompt = with_role(task.role_prompt, prompt)
-        argv = self.build_argv(ArgvRequest(task, workdir, prompt, resume_session, prepared))
+        argv = self.build_argv(
+            task, workdir=workdir, prompt=prompt, resume_session=resume_session, prepared=prepared
+        )
         servers = mcp_servers_for(task.agent, workdir)
         spec = ProcessSpec(
             argv=argv,
