@@ -31,7 +31,6 @@ from edge_worker.executors.base import (
 )
 from edge_worker.linear.errors import LinearError
 from edge_worker.linear.models import ExternalUrl, PlanStep
-from edge_worker.orchestration.activity_batch import ActivityBatch
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.existing import subtask_issue_id
 from edge_worker.orchestration.plan import Subtask
@@ -394,28 +393,23 @@ async def follow_run_step(
     session_id: str | None,
     cost: dict[str, Any],
 ) -> dict[str, Any]:
-    """Follow a run to its end and record what it cost (once, by entry id); its progress
-    lines go to the activity log a transaction per batch (:class:`ActivityBatch`)."""
+    """Follow a run to its end and record what it cost (once, by entry id)."""
     a = adapters()
     workdir = handle.get("workdir")
     run_workflow_id = DBOS.workflow_id
-    said = ActivityBatch(services.current().engine)
 
     async def on_progress(kind: str, text: str) -> None:
         if workdir:  # Linear sees paths in the repository, never the daemon's own
             text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
         if text.strip():
-            said.add(cost["issue_id"], kind, text, run_workflow_id)
+            await _log_line(cost["issue_id"], kind, text, run_workflow_id=run_workflow_id)
         if session_id and text.strip():
             if kind == "action":
                 a.coalescer.note_action(session_id, action=text[:200], parameter="")
             else:
                 a.coalescer.note_thought(session_id, text[:500])
 
-    try:
-        result = await a.executors[executor].follow(RunHandle.model_validate(handle), on_progress)
-    finally:
-        await said.drain()
+    result = await a.executors[executor].follow(RunHandle.model_validate(handle), on_progress)
     await _record_cost(
         CostEntry(
             **cost,
