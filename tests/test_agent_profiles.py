@@ -17,32 +17,19 @@ from edge_worker.executors.codex import CodexExecutor
 from edge_worker.executors.gemini import GeminiExecutor
 from edge_worker.executors.local_cli import LocalCliExecutor
 from edge_worker.executors.worktrees import WorktreeManager
-from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
+from edge_worker.sandbox.fake_agents import FakeAgents
 from edge_worker.settings import ClaudeSettings, CodexSettings, GeminiSettings
-from tests.support.local_agents import fake_state, git, init_repo, make_task
+from tests.support.local_agents import CLI_TEST_SETTINGS, fake_state, git, init_repo, make_task
+
+pytest_plugins = ("tests.support.local_agent_fixtures",)
 
 SECRET = "s3cret-value-never-in-argv-or-files"
 HEADER_SECRET = "Bearer header-secret-never-written"
-COMMON = {"pass_env": ["FAKE_AGENT_SCENARIO"], "timeout_seconds": 30, "kill_grace_seconds": 0.5}
+COMMON = CLI_TEST_SETTINGS
 
 
 def no_price(model: str | None, usage: Usage) -> float | None:
     return None
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "project")
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> FakeAgents:
-    return install_fake_agents(tmp_path / "bin")
-
-
-@pytest.fixture
-def worktrees(tmp_path: Path) -> WorktreeManager:
-    return WorktreeManager(tmp_path / "worktrees")
 
 
 @pytest.fixture(autouse=True)

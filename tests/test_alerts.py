@@ -28,8 +28,7 @@ from edge_worker.alerts.steps import deliver_pending_forever
 from edge_worker.sandbox.alert_receivers import AlertInbox, alert_receivers_app
 from edge_worker.sandbox.server import serve_in_thread
 from edge_worker.settings import AlertSettings, Settings
-from edge_worker.storage.db import create_engine_for, create_tables
-from tests.support.pg import scratch_database
+from tests.support.pg import engine_for_param
 
 TOKEN = "123456:telegram-secret-token"
 SECRET = "webhook-signing-secret"
@@ -39,17 +38,8 @@ FAST = DeliveryPolicy(per_minute=100, retry_attempts=4, retry_initial_seconds=0.
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        made = create_engine_for(f"sqlite:///{tmp_path / 'alerts.sqlite'}")
-        create_tables(made)
+    with engine_for_param(request, tmp_path / "alerts.sqlite") as made:
         yield made
-        made.dispose()
-        return
-    with scratch_database(request.getfixturevalue("postgres_url")) as url:
-        made = create_engine_for(url)
-        create_tables(made)
-        yield made
-        made.dispose()
 
 
 @pytest.fixture

@@ -12,25 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from edge_worker.storage import access
-from edge_worker.storage.db import create_engine_for, create_tables
 from edge_worker.storage.events import webhook_events
 from edge_worker.storage.work import claim
-from tests.support.pg import scratch_database
+from tests.support.pg import engine_for_param
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        made = create_engine_for(f"sqlite:///{tmp_path / 'access.sqlite'}")
-        create_tables(made)
+    with engine_for_param(request, tmp_path / "access.sqlite") as made:
         yield made
-        made.dispose()
-        return
-    with scratch_database(request.getfixturevalue("postgres_url")) as url:
-        made = create_engine_for(url)
-        create_tables(made)
-        yield made
-        made.dispose()
 
 
 def add_event(

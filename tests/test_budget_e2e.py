@@ -8,7 +8,6 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,9 @@ from tests.support.e2e import E2E, row_of, running, wait_until
 # Whole-daemon runs on two cores shared with other work: every wait is on a condition with
 # a generous deadline (a slow machine makes a test slower, never red), within this limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytest_plugins = ("tests.support.world_fixtures",)
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[SandboxWorld]:
-    with SandboxWorld(tmp_path / "world") as started:
-        yield started
 
 
 def sub_plan(*keys: str) -> dict[str, Any]:

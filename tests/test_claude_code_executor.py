@@ -21,46 +21,29 @@ from edge_worker.executors.base import (
 )
 from edge_worker.executors.claude_code import ClaudeCodeExecutor, claude_argv
 from edge_worker.executors.worktrees import WorktreeManager
-from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
+from edge_worker.sandbox.fake_agents import FakeAgents
 from edge_worker.settings import ClaudeSettings
-from tests.support.local_agents import fake_state, git, init_repo, make_task, nothing_left
+from tests.support.local_agents import (
+    cli_values,
+    fake_state,
+    git,
+    make_task,
+    nothing_left,
+    scenario,
+)
+
+pytest_plugins = ("tests.support.local_agent_fixtures",)
 
 STATE = "fake-claude-state.json"
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "project")
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> FakeAgents:
-    return install_fake_agents(tmp_path / "bin")
-
-
-@pytest.fixture
-def worktrees(tmp_path: Path) -> WorktreeManager:
-    return WorktreeManager(tmp_path / "worktrees")
-
-
 def settings_for(fakes: FakeAgents, **overrides: Any) -> ClaudeSettings:
-    values: dict[str, Any] = {
-        "binary": str(fakes.claude),
-        "pass_env": ["FAKE_AGENT_SCENARIO"],
-        "timeout_seconds": 30,
-        "kill_grace_seconds": 0.5,
-    }
-    values.update(overrides)
-    return ClaudeSettings(**values)
+    return ClaudeSettings(**cli_values(fakes.claude, **overrides))
 
 
 @pytest.fixture
 def executor(fakes: FakeAgents, worktrees: WorktreeManager) -> ClaudeCodeExecutor:
     return ClaudeCodeExecutor(settings_for(fakes), worktrees, verification_timeout_seconds=10)
-
-
-def scenario(monkeypatch: pytest.MonkeyPatch, *runs: dict[str, Any], **top: Any) -> None:
-    monkeypatch.setenv("FAKE_AGENT_SCENARIO", json.dumps({**top, "runs": list(runs)}))
 
 
 async def until_in_transcript(handle: RunHandle, text: str) -> None:

@@ -36,7 +36,7 @@ from edge_worker.costs.money import Total, format_usd
 from edge_worker.executors.base import Usage
 from edge_worker.storage.db import create_engine_for, create_tables
 from tests.support.costs import FakeClock, entry
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import Daemon, log_events, wait_for
 from tests.support.pg import scratch_database
 
 BIN = Path(sys.executable).parent / "edge-worker"
@@ -254,17 +254,7 @@ def _seed(url: str, zone: str) -> date:
 
 
 def _events(daemon: Daemon, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in daemon.log_text().splitlines():
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("event") == event:
-            found.append(record)
-    return found
+    return log_events(daemon.log_text(), event)
 
 
 def _summaries(*daemons: Daemon) -> list[dict[str, Any]]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edge_worker.delivery import text
 from edge_worker.delivery.git_push import push_branch
-from edge_worker.delivery.github_client import AppInstallation, DeliveryError, GitHubClient
+from edge_worker.delivery.github_client import DeliveryError, GitHubClient
 from edge_worker.delivery.issue_pull_request import (
     SubtaskDelivery,
     issue_branch,
@@ -23,18 +21,14 @@ from edge_worker.delivery.settings import DeliverySettings
 from edge_worker.delivery.ship import RepositoryDelivery
 from edge_worker.sandbox.github import GitHubStandIn
 from tests.support.github import (
-    APP_ID,
-    INSTALLATION_ID,
     OWNER,
     REPO,
-    AppKeys,
-    app_keys,
     commit_on_branch,
     git,
-    served_github,
     work_repository,
 )
 
+pytest_plugins = ("tests.support.github_fixtures",)
 pytestmark = pytest.mark.timeout(60)
 
 API = SubtaskDelivery(
@@ -62,17 +56,6 @@ UI = SubtaskDelivery(
 )
 
 
-@pytest.fixture(scope="module")
-def keys() -> AppKeys:
-    return app_keys()
-
-
-@pytest.fixture
-def github(tmp_path: Path, keys: AppKeys) -> Iterator[GitHubStandIn]:
-    with served_github(tmp_path / "github", keys, installation_id=INSTALLATION_ID) as stand_in:
-        yield stand_in
-
-
 @pytest.fixture
 def work(tmp_path: Path, github: GitHubStandIn) -> Path:
     """Two sub-task branches: ``ui`` stacked on ``api`` (its dependency)."""
@@ -81,15 +64,6 @@ def work(tmp_path: Path, github: GitHubStandIn) -> Path:
     commit_on_branch(repo, UI.branch, "ui.py", "ui = True\n")
     git(repo, "checkout", "--quiet", "main")
     return repo
-
-
-@pytest.fixture
-async def client(github: GitHubStandIn, keys: AppKeys) -> AsyncIterator[GitHubClient]:
-    auth = AppInstallation(
-        app_id=APP_ID, private_key=keys.private_pem, installation_id=INSTALLATION_ID
-    )
-    async with httpx.AsyncClient() as http:
-        yield GitHubClient(http, base_url=github.base_url, auth=auth)
 
 
 def config(github: GitHubStandIn) -> RepositoryDelivery:

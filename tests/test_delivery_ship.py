@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -31,13 +30,12 @@ from tests.support.github import (
     OWNER,
     REPO,
     AppKeys,
-    app_keys,
     commit_on_branch,
     git,
-    served_github,
     work_repository,
 )
 
+pytest_plugins = ("tests.support.github_fixtures",)
 pytestmark = pytest.mark.timeout(60)
 
 FACTS = text.PullRequestFacts(
@@ -52,31 +50,11 @@ FACTS = text.PullRequestFacts(
 )
 
 
-@pytest.fixture(scope="module")
-def keys() -> AppKeys:
-    return app_keys()
-
-
-@pytest.fixture
-def github(tmp_path: Path, keys: AppKeys) -> Iterator[GitHubStandIn]:
-    with served_github(tmp_path / "github", keys, installation_id=INSTALLATION_ID) as stand_in:
-        yield stand_in
-
-
 @pytest.fixture
 def work(tmp_path: Path, github: GitHubStandIn) -> Path:
     repo = work_repository(tmp_path / "work", github.repository_path(OWNER, REPO))
     commit_on_branch(repo, "edge-worker/ENG-12-api", "orders.py", "def orders(): ...\n")
     return repo
-
-
-@pytest.fixture
-async def client(github: GitHubStandIn, keys: AppKeys) -> AsyncIterator[GitHubClient]:
-    auth = AppInstallation(
-        app_id=APP_ID, private_key=keys.private_pem, installation_id=INSTALLATION_ID
-    )
-    async with httpx.AsyncClient() as http:
-        yield GitHubClient(http, base_url=github.base_url, auth=auth)
 
 
 def config(github: GitHubStandIn, **overrides: object) -> RepositoryDelivery:

@@ -24,66 +24,35 @@ from edge_worker.executors.gemini import (
 )
 from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.orchestration.strategy import LOCAL_PREFERENCE
-from edge_worker.sandbox.fake_agents import FakeAgents, install_fake_agents
+from edge_worker.sandbox.fake_agents import FakeAgents
 from edge_worker.settings import GeminiSettings
-from tests.support.local_agents import fake_state, init_repo, make_task, nothing_left
+from tests.support.local_agents import (
+    CACHED,
+    INPUT,
+    OUTPUT,
+    OneModelPricer,
+    cli_values,
+    fake_state,
+    make_task,
+    nothing_left,
+    scenario,
+)
+
+pytest_plugins = ("tests.support.local_agent_fixtures",)
 
 STATE = "fake-gemini-state.json"
 MODEL = "gemini-2.5-pro"
-# USD per million tokens, written out here so the test does not lean on the price module.
-INPUT, CACHED, OUTPUT = 1.25, 0.125, 10.0
 
 
-class Pricer:
-    """A price table of one model; records what it was asked."""
-
-    def __init__(self, known: bool = True) -> None:
-        self.known = known
-        self.asked: list[tuple[str | None, Usage]] = []
-
-    def __call__(self, model: str | None, usage: Usage) -> float | None:
-        self.asked.append((model, usage))
-        if not self.known or model != MODEL:
-            return None
-        cost = (
-            usage.input_tokens * INPUT
-            + usage.cached_input_tokens * CACHED
-            + usage.output_tokens * OUTPUT
-        )
-        return cost / 1_000_000
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    return init_repo(tmp_path / "project")
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> FakeAgents:
-    return install_fake_agents(tmp_path / "bin")
-
-
-@pytest.fixture
-def worktrees(tmp_path: Path) -> WorktreeManager:
-    return WorktreeManager(tmp_path / "worktrees")
+class Pricer(OneModelPricer):
+    model = MODEL
 
 
 def make_executor(
     fakes: FakeAgents, worktrees: WorktreeManager, pricer: Pricer, **overrides: Any
 ) -> GeminiExecutor:
-    values: dict[str, Any] = {
-        "binary": str(fakes.gemini),
-        "model": MODEL,
-        "pass_env": ["FAKE_AGENT_SCENARIO"],
-        "timeout_seconds": 30,
-        "kill_grace_seconds": 0.5,
-    }
-    values.update(overrides)
+    values = cli_values(fakes.gemini, model=MODEL, **overrides)
     return GeminiExecutor(GeminiSettings(**values), worktrees, pricer=pricer)
-
-
-def scenario(monkeypatch: pytest.MonkeyPatch, *runs: dict[str, Any], **top: Any) -> None:
-    monkeypatch.setenv("FAKE_AGENT_SCENARIO", json.dumps({**top, "runs": list(runs)}))
 
 
 USAGE = {"input_tokens": 20000, "cached": 15000, "output_tokens": 300, "thoughts": 200}

@@ -26,13 +26,9 @@ from tests.support.github import (
     work_repository,
 )
 
+pytest_plugins = ("tests.support.github_fixtures",)
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "ghp_standin_personal"
-
-
-@pytest.fixture(scope="module")
-def keys() -> AppKeys:
-    return app_keys()
 
 
 @pytest.fixture

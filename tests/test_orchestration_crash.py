@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,10 @@ from tests.support.e2e import E2E, alive, row_of, running, wait_until
 # Whole-daemon runs on two cores shared with other work: every wait is on a condition with
 # a generous deadline (a slow machine makes a test slower, never red), within this limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytest_plugins = ("tests.support.world_fixtures",)
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
 ROOTS = ("add-function", "multiply-function")
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[SandboxWorld]:
-    with SandboxWorld(tmp_path / "world") as started:
-        yield started
 
 
 def crash_when(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +21,10 @@ from tests.support.e2e import E2E, alive, row_of, running, wait_until
 # Whole-daemon runs on two cores shared with other work: every wait is on a condition with
 # a generous deadline (a slow machine makes a test slower, never red), within this limit.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytest_plugins = ("tests.support.world_fixtures",)
 
 KEYS = ["add-function", "multiply-function", "cli", "unit-tests", "review"]
 LOCAL = ("claude-code", "codex")
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[SandboxWorld]:
-    with SandboxWorld(tmp_path / "world") as started:
-        yield started
 
 
 def strategy_plan() -> dict[str, Any]:

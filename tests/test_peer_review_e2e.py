@@ -8,9 +8,7 @@ under the reviewer; its verdict is in the sub-issue's comment and the report row
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from edge_worker.sandbox import fake_reviewer
 from edge_worker.sandbox.demo_plan import demo_plan
 from edge_worker.sandbox.world import DEMO_SOLUTIONS, SandboxWorld
 from tests.support.e2e import row_of, running
+from tests.support.local_agents import traversable_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -59,10 +58,8 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
 @pytest.fixture
 def shared() -> Iterator[Path]:
     """A directory every user may traverse (the reviewer may run unprivileged)."""
-    root = Path(tempfile.mkdtemp(prefix="edge-worker-review-e2e-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with traversable_dir("edge-worker-review-e2e-") as root:
+        yield root
 
 
 def env_for(shared: Path, answers: list[str]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_worker.executors.recovery import PATTERNS, Action, decide, reset_wait
+from edge_worker.executors.recovery import PATTERNS, Action, decide, failure_text, reset_wait
 
 NOW = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
 ROOTS = ["/var/lib/edge-worker/worktrees", "/srv/repos/app"]
@@ -116,3 +116,26 @@ def test_an_unknown_failure_has_no_recovery() -> None:
 def test_an_agent_summary_about_overloading_or_logins_is_no_known_failure() -> None:
     summary = "Made the parse method overloaded for bytes; users not logged in see a 401."
     assert pick("claude-code", summary) is None
+
+
+def test_a_summary_that_mentions_a_known_failure_is_not_that_failure() -> None:
+    result = {
+        "status": "failed",
+        "error": "exited with code 1 without a completed turn: no output on stderr",
+        "summary": "I checked the retry logic: on 'usage limit reached' it waits. "
+        "The model is overloaded sometimes; see overloaded_error. Please run /login first.",
+    }
+    for executor in ("codex", "claude-code"):
+        assert pick(executor, failure_text(result)) is None
+
+
+def test_the_clis_error_output_is_what_is_matched() -> None:
+    result = {
+        "status": "failed",
+        "error": "exited with code 1 without a result line: Claude AI usage limit reached|"
+        + str(int(NOW.timestamp()) + 600),
+        "summary": "Working on it.",
+    }
+    found = pick("claude-code", failure_text(result))
+    assert found is not None and (found.pattern, found.action) == ("usage_limit", Action.WAIT)
+    assert found.wait_seconds == 600

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from edge_worker.orchestration import review
 from edge_worker.orchestration.review_runner import ReviewOutcome, fingerprint, review_worktree
 from edge_worker.sandbox import fake_reviewer
 from edge_worker.settings import ClaudeSettings, ReviewSettings
+from tests.support.local_agents import traversable_dir
 
 APPROVE = json.dumps({"verdict": "approve", "summary": "meets the criteria"})
 CONCERNS = json.dumps(
@@ -38,10 +37,8 @@ TASK = {
 @pytest.fixture
 def shared() -> Iterator[Path]:
     """A directory every user may traverse (the reviewer may run unprivileged)."""
-    root = Path(tempfile.mkdtemp(prefix="edge-worker-review-test-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with traversable_dir("edge-worker-review-test-") as root:
+        yield root
 
 
 @pytest.fixture

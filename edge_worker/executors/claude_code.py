@@ -25,7 +25,7 @@ from edge_worker.executors.agent_files import (
 )
 from edge_worker.executors.base import RunHandle, RunResult, Task
 from edge_worker.executors.claude_stream import ClaudeStreamParser, claude_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
+from edge_worker.executors.local_cli import ArgvRequest, LocalCliExecutor, Prepared
 from edge_worker.executors.stream_types import Ending, StreamParser
 from edge_worker.executors.task_prompt import as_positional
 from edge_worker.settings import ClaudeSettings
@@ -73,18 +73,10 @@ class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
 
     name = "claude-code"
 
-    def build_argv(
-        self,
-        task: Task,
-        *,
-        workdir: Path,
-        prompt: str,
-        resume_session: str | None,
-        prepared: Prepared | None = None,
-    ) -> list[str]:
-        settings = with_profile(self.settings, task.agent, permission_field="permission_mode")
-        argv = claude_argv(settings, task, prompt=prompt, resume_session=resume_session)
-        return argv + (prepared.argv if prepared else [])
+    def command_line(self, run: ArgvRequest) -> list[str]:
+        settings = with_profile(self.settings, run.task.agent, permission_field="permission_mode")
+        argv = claude_argv(settings, run.task, prompt=run.prompt, resume_session=run.resume_session)
+        return argv + run.prepared.argv
 
     async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
         servers = mcp_servers_for(task.agent, workdir)
@@ -99,7 +91,7 @@ class ClaudeCodeExecutor(LocalCliExecutor[ClaudeSettings]):
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, ClaudeStreamParser)
         result = claude_run_result(parser, ending)
-        model = str(handle.extra.get("model") or "") or self.settings.model
+        model = self.configured_model(handle)
         if result.model is None and model:
             result = result.model_copy(update={"model": model})
         return result

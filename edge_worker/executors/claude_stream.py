@@ -31,7 +31,15 @@ from typing import Any
 import structlog
 
 from edge_worker.executors.base import RunResult, RunStatus, Usage
-from edge_worker.executors.stream_types import Ending, Progress, clip, decode_line, stderr_reason
+from edge_worker.executors.stream_parsing import (
+    json_int,
+    json_str,
+    no_result_reason,
+    read_event,
+    stopped_status,
+    usage_total,
+)
+from edge_worker.executors.stream_types import Ending, Progress, clip
 
 log = structlog.get_logger(__name__)
 
@@ -57,10 +65,10 @@ class ClaudeUsage:
         if not isinstance(data, dict):
             return cls()
         return cls(
-            input_tokens=_int(data.get("input_tokens")),
-            cache_read_input_tokens=_int(data.get("cache_read_input_tokens")),
-            cache_creation_input_tokens=_int(data.get("cache_creation_input_tokens")),
-            output_tokens=_int(data.get("output_tokens")),
+            input_tokens=json_int(data.get("input_tokens")),
+            cache_read_input_tokens=json_int(data.get("cache_read_input_tokens")),
+            cache_creation_input_tokens=json_int(data.get("cache_creation_input_tokens")),
+            output_tokens=json_int(data.get("output_tokens")),
         )
 
     @classmethod
@@ -68,16 +76,17 @@ class ClaudeUsage:
         """The sum over ``modelUsage`` (camelCase, one entry per model used), if present."""
         if not isinstance(data, dict) or not data:
             return None
-        total = cls()
-        for entry in data.values():
-            if isinstance(entry, dict):
-                total = total + cls(
-                    input_tokens=_int(entry.get("inputTokens")),
-                    cache_read_input_tokens=_int(entry.get("cacheReadInputTokens")),
-                    cache_creation_input_tokens=_int(entry.get("cacheCreationInputTokens")),
-                    output_tokens=_int(entry.get("outputTokens")),
-                )
-        return total
+        entries = (
+            cls(
+                input_tokens=json_int(entry.get("inputTokens")),
+                cache_read_input_tokens=json_int(entry.get("cacheReadInputTokens")),
+                cache_creation_input_tokens=json_int(entry.get("cacheCreationInputTokens")),
+                output_tokens=json_int(entry.get("outputTokens")),
+            )
+            for entry in data.values()
+            if isinstance(entry, dict)
+        )
+        return usage_total(entries, cls())
 
     @property
     def is_empty(self) -> bool:
@@ -141,19 +150,12 @@ class ClaudeStreamParser:
     @property
     def streamed_usage(self) -> ClaudeUsage:
         """Usage summed over assistant messages (each message id counted once)."""
-        total = ClaudeUsage()
-        for usage in self._message_usage.values():
-            total = total + usage
-        return total
+        return usage_total(self._message_usage.values(), ClaudeUsage())
 
     def feed(self, line: str) -> list[Progress]:
         """Parse one line; return the progress it carries (possibly none)."""
-        event = decode_line(line)
+        event = read_event(self, line, "claude_stream")
         if event is None:
-            self.junk_lines += 1
-            log.warning("claude_stream.junk_line", line=clip(line.strip(), 200))
-            return []
-        if not event:
             return []
         kind = event.get("type")
         if kind == "system":
@@ -169,21 +171,21 @@ class ClaudeStreamParser:
     def _on_system(self, event: dict[str, Any]) -> None:
         if event.get("subtype") != "init":
             return
-        self.session_id = _str(event.get("session_id")) or self.session_id
-        self.model = _str(event.get("model")) or self.model
+        self.session_id = json_str(event.get("session_id")) or self.session_id
+        self.model = json_str(event.get("model")) or self.model
 
     def _on_assistant(self, event: dict[str, Any]) -> list[Progress]:
-        self.session_id = self.session_id or _str(event.get("session_id"))
+        self.session_id = self.session_id or json_str(event.get("session_id"))
         message = event.get("message")
         if not isinstance(message, dict):
             return []
-        message_id = _str(message.get("id"))
+        message_id = json_str(message.get("id"))
         if message_id and "usage" in message:
             # stream-json repeats a message's usage on each of its content-block lines.
             self._message_usage[message_id] = ClaudeUsage.from_json(message["usage"])
         progress = []
         for block in _blocks(message.get("content")):
-            if block.get("type") == "text" and _str(block.get("text")):
+            if block.get("type") == "text" and json_str(block.get("text")):
                 self.last_text = str(block["text"])
                 progress.append(Progress("thought", clip(self.last_text)))
             elif block.get("type") == "tool_use":
@@ -203,7 +205,7 @@ class ClaudeStreamParser:
         cost = event.get("total_cost_usd")
         since_last = event.get("model_usage_since_last_result")
         self.result = ClaudeResult(
-            subtype=_str(event.get("subtype")) or "",
+            subtype=json_str(event.get("subtype")) or "",
             is_error=bool(event.get("is_error")),
             total_cost_usd=float(cost) if isinstance(cost, int | float) else None,
             usage=ClaudeUsage.from_json(event.get("usage")),
@@ -211,7 +213,7 @@ class ClaudeStreamParser:
             increment_usage=_increment_usage(since_last),
             increment_cost_usd=_increment_cost(since_last),
             num_turns=event["num_turns"] if isinstance(event.get("num_turns"), int) else None,
-            session_id=_str(event.get("session_id")),
+            session_id=json_str(event.get("session_id")),
             result=event["result"] if isinstance(event.get("result"), str) else None,
             errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
             duration_ms=event["duration_ms"] if isinstance(event.get("duration_ms"), int) else None,
@@ -229,7 +231,7 @@ def claude_run_result(parser: ClaudeStreamParser, ending: Ending) -> RunResult:
     }
     if result is None:
         return RunResult(
-            status=_stopped_status(ending) or RunStatus.FAILED,
+            status=stopped_status(ending) or RunStatus.FAILED,
             summary=parser.last_text or "",
             usage=parser.streamed_usage.to_usage(),
             error=_no_result_reason(ending),
@@ -308,25 +310,16 @@ def _status_of(result: ClaudeResult) -> tuple[RunStatus, str | None]:
     return RunStatus.FAILED, f"Claude Code reported {result.subtype or 'an error'}: {reason}"
 
 
-def _stopped_status(ending: Ending) -> RunStatus | None:
-    if ending.stopped == "timed_out":
-        return RunStatus.TIMED_OUT
-    if ending.stopped == "cancelled":
-        return RunStatus.CANCELLED
-    return None
-
-
 def _no_result_reason(ending: Ending) -> str:
     if ending.stopped == "timed_out":
         return f"no result within the wall-clock limit ({ending.duration_seconds:.0f} s); stopped"
     if ending.stopped == "cancelled":
         return "cancelled before a result"
-    code = "unknown" if ending.exit_code is None else str(ending.exit_code)
-    return f"exited with code {code} without a result line: {stderr_reason(ending.stderr_tail)}"
+    return no_result_reason(ending, "a result line")
 
 
 def _describe_tool(block: dict[str, Any]) -> str:
-    name = _str(block.get("name")) or "tool"
+    name = json_str(block.get("name")) or "tool"
     arguments = block.get("input")
     if isinstance(arguments, dict):
         for key in _TOOL_INPUT_KEYS:
@@ -340,11 +333,3 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     if isinstance(content, list):
         return [block for block in content if isinstance(block, dict)]
     return []
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

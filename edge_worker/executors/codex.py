@@ -17,19 +17,18 @@ so it is durable with the handle. A lower total than before is kept as reported,
 once, and the result is marked ``cost_uncertain``. The cost is ``pricer(model, usage)``
 with cache reads taken out of ``input_tokens`` (the pricer's convention); ``None`` from the
 pricer (or a run that never completed a turn) means unpriced, never $0. Everything else is
-:class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
+:class:`~edge_worker.executors.priced_cli.PricedCliExecutor`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from edge_worker.costs.prices import usage_without_cache_reads
 from edge_worker.executors.agent_files import (
     codex_config_toml,
     mcp_servers_for,
@@ -38,7 +37,8 @@ from edge_worker.executors.agent_files import (
 )
 from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
 from edge_worker.executors.codex_stream import CodexStreamParser, codex_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
+from edge_worker.executors.local_cli import ArgvRequest, Prepared
+from edge_worker.executors.priced_cli import PricedCliExecutor
 from edge_worker.executors.session_usage import (
     UNKNOWN_BEFORE,
     Before,
@@ -48,8 +48,7 @@ from edge_worker.executors.session_usage import (
     usage_since,
 )
 from edge_worker.executors.stream_types import Ending, StreamParser
-from edge_worker.executors.task_prompt import ATTACHMENTS_DIR, as_positional, with_role
-from edge_worker.executors.worktrees import WorktreeManager
+from edge_worker.executors.task_prompt import ATTACHMENTS_DIR, as_positional
 from edge_worker.settings import CodexSettings
 
 log = structlog.get_logger(__name__)
@@ -57,10 +56,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_SANDBOX = "workspace-write"
 CODEX_HOME_DIR = "edge-worker-codex-home"
 """Under the worktree's private git directory: ``CODEX_HOME`` when MCP servers are given."""
-
-Pricer = Callable[[str | None, Usage], float | None]
-"""``pricer(model, usage)`` -> USD, or None when the model has no price (``usage`` without
-the cache reads in ``input_tokens``, as :mod:`edge_worker.costs.prices` prices it)."""
 
 
 def codex_argv(
@@ -87,36 +82,15 @@ def codex_argv(
     return [*argv, as_positional(prompt)]
 
 
-class CodexExecutor(LocalCliExecutor[CodexSettings]):
+class CodexExecutor(PricedCliExecutor[CodexSettings]):
     """The Codex CLI behind the executor protocol."""
 
     name = "codex"
 
-    def __init__(
-        self,
-        settings: CodexSettings,
-        worktrees: WorktreeManager,
-        *,
-        pricer: Pricer,
-        verification_timeout_seconds: float = 600.0,
-    ) -> None:
-        super().__init__(
-            settings, worktrees, verification_timeout_seconds=verification_timeout_seconds
-        )
-        self.pricer = pricer
-
-    def build_argv(
-        self,
-        task: Task,
-        *,
-        workdir: Path,
-        prompt: str,
-        resume_session: str | None,
-        prepared: Prepared | None = None,
-    ) -> list[str]:
+    def command_line(self, run: ArgvRequest) -> list[str]:
+        task, workdir = run.task, run.workdir
         images: list[str] = []
-        if resume_session is None:
-            prompt = with_role(task.role_prompt, prompt)
+        if run.resume_session is None:
             images = [
                 str(workdir / ATTACHMENTS_DIR / Path(file.name).name)
                 for file in task.attachments
@@ -127,8 +101,8 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
         return codex_argv(
             with_profile(self.settings, agent),
             workdir=workdir,
-            prompt=prompt,
-            resume_session=resume_session,
+            prompt=run.prompt,
+            resume_session=run.resume_session,
             images=images,
             sandbox=(agent.permission_mode if agent else None) or DEFAULT_SANDBOX,
             extra_args=task.extra_args,
@@ -154,9 +128,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
 
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, CodexStreamParser)
-        model = self.settings.model
-        if handle.extra.get("model"):
-            model = str(handle.extra["model"])
+        model = self.configured_model(handle)
         if parser.thread_usage is None:
             # Tokens are only known once a turn completed; before that the spend is unknown.
             return codex_run_result(parser, ending, model=model, usage=Usage(), cost_usd=None)
@@ -170,7 +142,7 @@ class CodexExecutor(LocalCliExecutor[CodexSettings]):
                 reported=parser.thread_usage.model_dump(),
                 before=before.model_dump() if isinstance(before, Usage) else before,
             )
-        cost = self.pricer(model, usage_without_cache_reads(own.usage))
+        cost = self.price(model, own.usage)
         return codex_run_result(
             parser,
             ending,

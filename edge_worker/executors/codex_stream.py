@@ -27,7 +27,14 @@ from typing import Any
 import structlog
 
 from edge_worker.executors.base import RunResult, RunStatus, Usage
-from edge_worker.executors.stream_types import Ending, Progress, clip, decode_line, stderr_reason
+from edge_worker.executors.stream_parsing import (
+    json_int,
+    json_str,
+    no_result_reason,
+    read_event,
+    stopped_status,
+)
+from edge_worker.executors.stream_types import Ending, Progress, clip
 
 log = structlog.get_logger(__name__)
 
@@ -56,25 +63,21 @@ class CodexStreamParser:
 
     def feed(self, line: str) -> list[Progress]:
         """Parse one line; return the progress it carries (possibly none)."""
-        event = decode_line(line)
+        event = read_event(self, line, "codex_stream")
         if event is None:
-            self.junk_lines += 1
-            log.warning("codex_stream.junk_line", line=clip(line.strip(), 200))
-            return []
-        if not event:
             return []
         kind = event.get("type")
         if kind == "thread.started":
-            self.thread_id = _str(event.get("thread_id")) or self.thread_id
+            self.thread_id = json_str(event.get("thread_id")) or self.thread_id
         elif kind == "turn.completed":
             self.turns_completed += 1
             self.thread_usage = _usage(event.get("usage"))
         elif kind == "turn.failed":
             error = event.get("error")
-            message = _str(error.get("message")) if isinstance(error, dict) else None
+            message = json_str(error.get("message")) if isinstance(error, dict) else None
             self.turn_failures.append(message or "turn failed without a message")
         elif kind == "error":
-            self.errors.append(_str(event.get("message")) or "error without a message")
+            self.errors.append(json_str(event.get("message")) or "error without a message")
         elif isinstance(kind, str) and kind.startswith("item."):
             item = event.get("item")
             if isinstance(item, dict):
@@ -84,21 +87,22 @@ class CodexStreamParser:
     def _on_item(self, kind: str, item: dict[str, Any]) -> list[Progress]:
         item_type = item.get("type")
         if kind == "item.started":
-            if item_type == "command_execution" and _str(item.get("command")):
+            if item_type == "command_execution" and json_str(item.get("command")):
                 return [Progress("action", clip(f"$ {item['command']}", 200))]
             if item_type == "mcp_tool_call":
-                name = ".".join(filter(None, (_str(item.get("server")), _str(item.get("tool")))))
+                parts = (json_str(item.get("server")), json_str(item.get("tool")))
+                name = ".".join(filter(None, parts))
                 return [Progress("action", clip(f"tool: {name or 'mcp'}", 200))]
             return []
         if kind != "item.completed":
             return []
         if item_type == "error":
-            notice = _str(item.get("message")) or "error item without a message"
+            notice = json_str(item.get("message")) or "error item without a message"
             self.notices.append(notice)
             if self.log_notices:
                 log.warning("codex_stream.notice", message=clip(notice, 500))
             return []
-        text = _str(item.get("text"))
+        text = json_str(item.get("text"))
         if item_type == "agent_message" and text:
             self.summary = text
             return [Progress("thought", clip(text))]
@@ -108,10 +112,10 @@ class CodexStreamParser:
             paths = [
                 str(change["path"])
                 for change in item.get("changes") or []
-                if isinstance(change, dict) and _str(change.get("path"))
+                if isinstance(change, dict) and json_str(change.get("path"))
             ]
             return [Progress("action", clip("edited " + ", ".join(paths or ["files"]), 200))]
-        if item_type == "web_search" and _str(item.get("query")):
+        if item_type == "web_search" and json_str(item.get("query")):
             return [Progress("action", clip(f"search: {item['query']}", 200))]
         return []
 
@@ -156,33 +160,23 @@ def _status_of(parser: CodexStreamParser, ending: Ending) -> tuple[RunStatus, st
         if ending.exit_code in (0, None) or ending.stopped is not None:
             return RunStatus.SUCCEEDED, None
         return RunStatus.FAILED, f"exited with code {ending.exit_code} after its turn completed"
-    if ending.stopped == "timed_out":
-        return RunStatus.TIMED_OUT, "no completed turn within the wall-clock limit; stopped"
-    if ending.stopped == "cancelled":
-        return RunStatus.CANCELLED, "cancelled before the turn completed"
+    stopped = stopped_status(ending)
+    if stopped is RunStatus.TIMED_OUT:
+        return stopped, "no completed turn within the wall-clock limit; stopped"
+    if stopped is RunStatus.CANCELLED:
+        return stopped, "cancelled before the turn completed"
     if parser.errors:
         return RunStatus.FAILED, "; ".join(parser.errors)
-    code = "unknown" if ending.exit_code is None else str(ending.exit_code)
-    return RunStatus.FAILED, (
-        f"exited with code {code} without a completed turn: {stderr_reason(ending.stderr_tail)}"
-    )
+    return RunStatus.FAILED, no_result_reason(ending, "a completed turn")
 
 
 def _usage(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
     return Usage(
-        input_tokens=_int(data.get("input_tokens")),
-        cached_input_tokens=_int(data.get("cached_input_tokens")),
-        output_tokens=_int(data.get("output_tokens")),
-        cache_write_input_tokens=_int(data.get("cache_write_input_tokens")),
-        reasoning_output_tokens=_int(data.get("reasoning_output_tokens")),
+        input_tokens=json_int(data.get("input_tokens")),
+        cached_input_tokens=json_int(data.get("cached_input_tokens")),
+        output_tokens=json_int(data.get("output_tokens")),
+        cache_write_input_tokens=json_int(data.get("cache_write_input_tokens")),
+        reasoning_output_tokens=json_int(data.get("reasoning_output_tokens")),
     )
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -20,20 +20,19 @@ Money: the CLI reports tokens per model for this invocation (also after ``--resu
 no money. Each model's tokens are priced with ``pricer(model, usage)`` (cache reads taken
 out of ``input_tokens``, the pricer's convention) and summed; a model without a price, or
 a run that reported no tokens, leaves the run unpriced (``None``), never $0. Everything
-else is :class:`~edge_worker.executors.local_cli.LocalCliExecutor`.
+else is :class:`~edge_worker.executors.priced_cli.PricedCliExecutor`.
 """
 
 from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from edge_worker.costs.prices import usage_without_cache_reads
 from edge_worker.executors.agent_files import (
     gemini_mcp_servers,
     mcp_servers_for,
@@ -42,16 +41,12 @@ from edge_worker.executors.agent_files import (
 )
 from edge_worker.executors.base import RunHandle, RunResult, Task, Usage
 from edge_worker.executors.gemini_stream import GeminiStreamParser, gemini_run_result
-from edge_worker.executors.local_cli import LocalCliExecutor, Prepared
+from edge_worker.executors.local_cli import ArgvRequest, Prepared
+from edge_worker.executors.priced_cli import PricedCliExecutor, Pricer
 from edge_worker.executors.stream_types import Ending, StreamParser
-from edge_worker.executors.task_prompt import with_role
-from edge_worker.executors.worktrees import WorktreeManager
 from edge_worker.settings import GeminiSettings
 
 log = structlog.get_logger(__name__)
-
-Pricer = Callable[[str | None, Usage], float | None]
-"""``pricer(model, usage)`` -> USD, or None when the model has no price."""
 
 SETTINGS_PATH_ENV = "GEMINI_CLI_SYSTEM_SETTINGS_PATH"
 TRUST_ENV = "GEMINI_CLI_TRUST_WORKSPACE"
@@ -88,13 +83,14 @@ def gemini_run_settings(
     return content
 
 
-def price_by_model(pricer: Pricer, usage_by_model: Mapping[str, Usage]) -> float | None:
-    """The run's cost: each model's tokens priced and summed; None if any is unpriced."""
+def price_by_model(price: Pricer, usage_by_model: Mapping[str, Usage]) -> float | None:
+    """The run's cost: each model's tokens priced with ``price`` (as
+    :meth:`PricedCliExecutor.price`) and summed; None if any is unpriced."""
     if not usage_by_model:
         return None
     total = 0.0
     for model, usage in usage_by_model.items():
-        cost = pricer(model or None, usage_without_cache_reads(usage))
+        cost = price(model or None, usage)
         if cost is None:
             return None
         total += cost
@@ -114,37 +110,15 @@ def insecure_ancestor(path: Path) -> Path | None:
     return None
 
 
-class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
+class GeminiExecutor(PricedCliExecutor[GeminiSettings]):
     """The Gemini CLI behind the executor protocol."""
 
     name = "gemini"
 
-    def __init__(
-        self,
-        settings: GeminiSettings,
-        worktrees: WorktreeManager,
-        *,
-        pricer: Pricer,
-        verification_timeout_seconds: float = 600.0,
-    ) -> None:
-        super().__init__(
-            settings, worktrees, verification_timeout_seconds=verification_timeout_seconds
-        )
-        self.pricer = pricer
-
-    def build_argv(
-        self,
-        task: Task,
-        *,
-        workdir: Path,
-        prompt: str,
-        resume_session: str | None,
-        prepared: Prepared | None = None,
-    ) -> list[str]:
-        if resume_session is None:
-            prompt = with_role(task.role_prompt, prompt)
-        settings = with_profile(self.settings, task.agent, permission_field="approval_mode")
-        return gemini_argv(settings, prompt=prompt, resume_session=resume_session)
+    def command_line(self, run: ArgvRequest) -> list[str]:
+        agent = run.task.agent
+        settings = with_profile(self.settings, agent, permission_field="approval_mode")
+        return gemini_argv(settings, prompt=run.prompt, resume_session=run.resume_session)
 
     async def prepare(self, task: Task, workdir: Path, run_id: str) -> Prepared:
         servers = gemini_mcp_servers(mcp_servers_for(task.agent, workdir))
@@ -167,7 +141,7 @@ class GeminiExecutor(LocalCliExecutor[GeminiSettings]):
     def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
         assert isinstance(parser, GeminiStreamParser)
         models = [name for name in parser.usage_by_model if name]
-        configured = str(handle.extra.get("model") or "") or self.settings.model
+        configured = self.configured_model(handle)
         model = configured or parser.model or (models[0] if models else None)
-        cost = price_by_model(self.pricer, parser.usage_by_model)
+        cost = price_by_model(self.price, parser.usage_by_model)
         return gemini_run_result(parser, ending, model=model, cost_usd=cost)

@@ -29,7 +29,15 @@ from typing import Any
 import structlog
 
 from edge_worker.executors.base import RunResult, RunStatus, Usage
-from edge_worker.executors.stream_types import Ending, Progress, clip, decode_line, stderr_reason
+from edge_worker.executors.stream_parsing import (
+    json_int,
+    json_str,
+    no_result_reason,
+    read_event,
+    stopped_status,
+    usage_total,
+)
+from edge_worker.executors.stream_types import Ending, Progress, clip
 
 log = structlog.get_logger(__name__)
 
@@ -64,19 +72,12 @@ class GeminiStreamParser:
     @property
     def usage(self) -> Usage:
         """The run's tokens over every model it used."""
-        total = Usage()
-        for usage in self.usage_by_model.values():
-            total = total + usage
-        return total
+        return usage_total(self.usage_by_model.values(), Usage())
 
     def feed(self, line: str) -> list[Progress]:
         """Parse one line; return the progress it carries (possibly none)."""
-        event = decode_line(line)
+        event = read_event(self, line, "gemini_stream")
         if event is None:
-            self.junk_lines += 1
-            log.warning("gemini_stream.junk_line", line=clip(line.strip(), 200))
-            return []
-        if not event:
             return []
         kind = event.get("type")
         if kind == "message":
@@ -87,12 +88,12 @@ class GeminiStreamParser:
             return []
         progress = self._end_message()
         if kind == "init":
-            self.session = _str(event.get("session_id")) or self.session
-            self.model = _str(event.get("model")) or self.model
+            self.session = json_str(event.get("session_id")) or self.session
+            self.model = json_str(event.get("model")) or self.model
         elif kind == "tool_use":
             progress += _tool_progress(event)
         elif kind == "error":
-            notice = _str(event.get("message")) or "error without a message"
+            notice = json_str(event.get("message")) or "error without a message"
             self.notices.append(notice)
             log.warning(
                 "gemini_stream.notice", severity=event.get("severity"), message=clip(notice, 500)
@@ -110,14 +111,14 @@ class GeminiStreamParser:
         return [Progress("thought", clip(text))]
 
     def _on_result(self, event: dict[str, Any]) -> None:
-        self.result_status = _str(event.get("status")) or "error"
+        self.result_status = json_str(event.get("status")) or "error"
         error = event.get("error")
         if isinstance(error, dict):
-            self.result_error = _str(error.get("message")) or _str(error.get("type"))
+            self.result_error = json_str(error.get("message")) or json_str(error.get("type"))
         stats = event.get("stats")
         if not isinstance(stats, dict):
             return
-        self.tool_calls = _int(stats.get("tool_calls"))
+        self.tool_calls = json_int(stats.get("tool_calls"))
         models = stats.get("models")
         if isinstance(models, dict) and models:
             self.usage_by_model = {
@@ -155,43 +156,33 @@ def _status_of(parser: GeminiStreamParser, ending: Ending) -> tuple[RunStatus, s
         return RunStatus.FAILED, f"exited with code {ending.exit_code} after reporting success"
     if parser.result_status is not None:
         return RunStatus.FAILED, parser.result_error or "the run reported an error"
-    if ending.stopped == "timed_out":
-        return RunStatus.TIMED_OUT, "no result within the wall-clock limit; stopped"
-    if ending.stopped == "cancelled":
-        return RunStatus.CANCELLED, "cancelled before the run finished"
-    code = "unknown" if ending.exit_code is None else str(ending.exit_code)
-    return RunStatus.FAILED, (
-        f"exited with code {code} without a result: {stderr_reason(ending.stderr_tail)}"
-    )
+    stopped = stopped_status(ending)
+    if stopped is RunStatus.TIMED_OUT:
+        return stopped, "no result within the wall-clock limit; stopped"
+    if stopped is RunStatus.CANCELLED:
+        return stopped, "cancelled before the run finished"
+    return RunStatus.FAILED, no_result_reason(ending, "a result")
 
 
 def _tool_progress(event: dict[str, Any]) -> list[Progress]:
-    name = _str(event.get("tool_name")) or "tool"
+    name = json_str(event.get("tool_name")) or "tool"
     parameters = event.get("parameters")
     params = parameters if isinstance(parameters, dict) else {}
-    if name == "run_shell_command" and _str(params.get("command")):
+    if name == "run_shell_command" and json_str(params.get("command")):
         return [Progress("action", clip(f"$ {params['command']}", 200))]
-    path = _str(params.get("file_path")) or _str(params.get("absolute_path"))
+    path = json_str(params.get("file_path")) or json_str(params.get("absolute_path"))
     if name in ("write_file", "replace") and path:
         return [Progress("action", clip(f"edited {path}", 200))]
     return [Progress("action", clip(f"tool: {name}", 200))]
 
 
 def _usage(data: dict[str, Any]) -> Usage:
-    prompt = _int(data.get("input_tokens"))
-    candidates = _int(data.get("output_tokens"))
-    rest = max(_int(data.get("total_tokens")) - prompt - candidates, 0)
+    prompt = json_int(data.get("input_tokens"))
+    candidates = json_int(data.get("output_tokens"))
+    rest = max(json_int(data.get("total_tokens")) - prompt - candidates, 0)
     return Usage(
         input_tokens=prompt,
-        cached_input_tokens=min(_int(data.get("cached")), prompt),
+        cached_input_tokens=min(json_int(data.get("cached")), prompt),
         output_tokens=candidates + rest,
         reasoning_output_tokens=rest,
     )
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -38,7 +38,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Generic, Protocol, TypeVar
+from typing import IO, Any, ClassVar, Generic, Protocol, TypeVar
 
 import structlog
 
@@ -62,7 +62,7 @@ from edge_worker.executors.process import (
     scrubbed_env,
 )
 from edge_worker.executors.stream_types import Ending, Progress, StreamParser
-from edge_worker.executors.task_prompt import feedback_prompt, task_prompt
+from edge_worker.executors.task_prompt import feedback_prompt, task_prompt, with_role
 from edge_worker.executors.worktrees import Worktree, WorktreeManager
 from edge_worker.verification.local import run_local_verification
 
@@ -81,6 +81,20 @@ class Prepared:
 
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ArgvRequest:
+    """What :meth:`LocalCliExecutor.command_line` builds a command line from: the (profiled)
+    task, its worktree, the prompt (with the role prompt before it on a first run when the
+    executor has ``role_in_prompt``), the session to resume (None on a first run) and what
+    :meth:`LocalCliExecutor.prepare` wrote."""
+
+    task: Task
+    workdir: Path
+    prompt: str
+    resume_session: str | None
+    prepared: Prepared = field(default_factory=Prepared)
 
 
 async def profiled(task: Task) -> Task:
@@ -128,10 +142,13 @@ class _LiveRun:
 
 
 class CliSettings(Protocol):
-    """What every local CLI's settings say (``ClaudeSettings``, ``CodexSettings``)."""
+    """What every local CLI's settings say (``ClaudeSettings``, ``CodexSettings``,
+    ``GeminiSettings``)."""
 
     @property
     def binary(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
     @property
     def pass_env(self) -> list[str]: ...
     @property
@@ -147,6 +164,9 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     """A local agent CLI behind the executor protocol; subclasses say how to call it."""
 
     name: str
+    role_in_prompt: ClassVar[bool] = False
+    """True for a CLI without a system-prompt option: a first run's prompt starts with the
+    role prompt (:func:`~edge_worker.executors.task_prompt.with_role`)."""
 
     def __init__(
         self,
@@ -167,6 +187,17 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     # --- what a subclass provides -------------------------------------------------------
 
     @abc.abstractmethod
+    def command_line(self, run: ArgvRequest) -> list[str]:
+        """The command line for ``run`` (see :meth:`build_argv`)."""
+
+    @abc.abstractmethod
+    def new_parser(self) -> StreamParser:
+        """A fresh parser for this CLI's stdout."""
+
+    @abc.abstractmethod
+    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
+        """The run's result from what was parsed, how the process ended, and its handle."""
+
     def build_argv(
         self,
         task: Task,
@@ -177,15 +208,17 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
         prepared: Prepared | None = None,
     ) -> list[str]:
         """The command line for a first run (``resume_session`` None) or a resumed one;
-        ``prepared.argv`` are options :meth:`prepare` asks for."""
+        ``prepared.argv`` are options :meth:`prepare` asks for. With ``role_in_prompt`` a
+        first run's prompt starts with the role prompt. Subclasses say the rest in
+        :meth:`command_line`."""
+        if self.role_in_prompt and resume_session is None:
+            prompt = with_role(task.role_prompt, prompt)
+        request = ArgvRequest(task, workdir, prompt, resume_session, prepared or Prepared())
+        return self.command_line(request)
 
-    @abc.abstractmethod
-    def new_parser(self) -> StreamParser:
-        """A fresh parser for this CLI's stdout."""
-
-    @abc.abstractmethod
-    def to_result(self, parser: StreamParser, ending: Ending, handle: RunHandle) -> RunResult:
-        """The run's result from what was parsed, how the process ended, and its handle."""
+    def configured_model(self, handle: RunHandle) -> str | None:
+        """The model the run was started with (its profile's), else the configured one."""
+        return str(handle.extra.get("model") or "") or self.settings.model
 
     def continued_extra(self, previous: RunHandle) -> dict[str, Any]:
         """What a run continuing ``previous``'s session keeps in its handle's ``extra``."""

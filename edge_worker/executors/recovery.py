@@ -5,8 +5,11 @@ Contract:
 - :data:`PATTERNS` lists what is known: a CLI refusing a directory outside its
   workspace, Codex refusing a directory that is not a git repository, an expired login, a
   usage limit reached (with its reset time), a model overloaded.
-- :func:`decide` matches a failed run's text (its error and summary) against the patterns
-  of its executor and returns a :class:`Recovery`: ``relaunch`` (the same session or a new
+- :func:`failure_text` is what a failed run's CLI said: the result's ``error`` (the exit
+  code, the stderr tail, the CLI's own error lines), never the agent's ``summary``: an
+  agent that merely writes "usage limit reached" in its answer has not hit one.
+- :func:`decide` matches that text against the patterns of its executor and returns a
+  :class:`Recovery`: ``relaunch`` (the same session or a new
   one in the same worktree, with the pattern's corrected flags), ``wait`` (sleep until the
   reset time or a backoff, then continue the same session), ``switch`` (give the sub-task
   to another executor) or ``escalate`` (a human must act). ``None`` when nothing matches.
@@ -21,10 +24,12 @@ Contract:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import Any
 
 
 class Action(StrEnum):
@@ -173,6 +178,12 @@ def reset_wait(text: str, now: datetime) -> float | None:
         hours, minutes, seconds = (int(relative.group(name) or 0) for name in "hms")
         return float(timedelta(hours=hours, minutes=minutes, seconds=seconds).total_seconds())
     return None
+
+
+def failure_text(result: Mapping[str, Any]) -> str:
+    """What the CLI of a failed run (a ``RunResult`` as stored) said about the failure: its
+    ``error``; the agent's ``summary`` is left out (see the module contract)."""
+    return str(result.get("error") or "")
 
 
 def _under(path: str, roots: list[str]) -> bool:

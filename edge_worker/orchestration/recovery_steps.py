@@ -1,8 +1,9 @@
 """Recovery from known agent failures inside the sub-task workflow.
 
 Contract:
-- :func:`decide_recovery_step` (a DBOS step: it reads the clock) matches a failed run
-  against :mod:`edge_worker.executors.recovery` and returns the recovery as plain data,
+- :func:`decide_recovery_step` (a DBOS step: it reads the clock) matches what a failed
+  run's CLI said (its error, not the agent's summary) against
+  :mod:`edge_worker.executors.recovery` and returns the recovery as plain data,
   or ``None``; it logs ``recovery_decided`` (pattern, action, wait), never the run's text.
 - :func:`recover` applies recoveries to a sub-task's failed run until the run no longer
   fails with a known pattern: ``relaunch`` (the corrected flags join the task's command
@@ -24,7 +25,7 @@ from dbos import DBOS
 
 from edge_worker import services
 from edge_worker.executors.base import RunStatus
-from edge_worker.executors.recovery import decide
+from edge_worker.executors.recovery import decide, failure_text
 from edge_worker.orchestration import steps
 from edge_worker.orchestration.wiring import worktree_root
 
@@ -60,7 +61,7 @@ async def decide_recovery_step(
 ) -> dict[str, Any] | None:
     """The recovery for a failed run, as stored data; ``None`` when nothing is known."""
     settings = services.current().settings
-    text = "\n".join(str(result.get(name) or "") for name in ("error", "summary"))
+    text = failure_text(result)
     roots = [str(worktree_root(settings))]
     if task.get("repository_path"):
         roots.append(str(task["repository_path"]))

@@ -1,5 +1,9 @@
-"""What the fake agent CLIs (``fake_claude.py``, ``fake_codex.py``) share. Standard library
-only: the fakes run as real executables, under any Python 3.11+.
+"""What the fake agent CLIs (``fake_claude.py``, ``fake_codex.py``, ``fake_gemini.py``)
+share. Standard library only: the fakes run as real executables, under any Python 3.11+.
+
+Each fake's ``main`` starts with :func:`begin` (scenario, state, the call recorded) and
+:func:`launch` (grandchild, state saved, scripted early deaths and stderr), then prints its
+own events.
 
 Scenario (``FAKE_AGENT_SCENARIO``: a path to a JSON file, or inline JSON)::
 
@@ -48,6 +52,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +261,84 @@ def record_call(
             "started_at": time.time(),
         }
     )
+
+
+DEFAULT_TEXT = "Done: applied the requested change."
+
+
+def final_text(run: dict[str, Any]) -> str:
+    """The run's final agent message (scripted ``text``, else a default)."""
+    return str(run.get("text") or DEFAULT_TEXT)
+
+
+def scripted_errors(run: dict[str, Any]) -> list[str]:
+    """The messages of an error outcome (scripted ``errors``, else one default)."""
+    return [str(e) for e in run.get("errors") or ["scripted failure"]]
+
+
+@dataclass
+class Invocation:
+    """One invocation of a fake CLI: where it runs, its scenario and state, the run scripted
+    for it and the session it belongs to."""
+
+    cwd: Path
+    scenario: dict[str, Any]
+    state_file: Path
+    state: dict[str, Any]
+    run: dict[str, Any]
+    session_id: str
+
+    @property
+    def call(self) -> dict[str, Any]:
+        """This invocation's record in the state (``calls``' last entry)."""
+        record: dict[str, Any] = self.state["calls"][-1]
+        return record
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session's totals in the state, kept across invocations."""
+        totals: dict[str, Any] = self.state["sessions"][self.session_id]
+        return totals
+
+    @property
+    def delay(self) -> float:
+        return float(self.run.get("delay_seconds", 0.0))
+
+
+def begin(
+    cli: str, argv: list[str], prompt: str | None, resume: str | None, *, unknown_session: str
+) -> Invocation | int:
+    """Load the scenario and the state of the worktree at the working directory (state file
+    ``fake-<cli>-state.json``). A ``resume`` of a session the state does not know prints
+    ``unknown_session`` on stderr and gives exit code 1. Otherwise the scripted run (SIGTERM
+    ignored from here when scripted), recorded as a call (``[cli, *argv]``) and as one more
+    invocation of its session (``resume``, else the scenario's ``session_id``, else new)."""
+    cwd = Path.cwd()
+    scenario = load_scenario(cwd)
+    state_file = state_path(cwd, f"fake-{cli}-state.json")
+    state = load_state(state_file)
+    if resume is not None and resume not in state["sessions"]:
+        sys.stderr.write(unknown_session + "\n")
+        return 1
+    run = run_for(scenario, len(state["calls"]))
+    ignore_sigterm_if_scripted(run)
+    session_id = resume or str(scenario.get("session_id") or new_id())
+    record_call(state, [cli, *argv], prompt, resume, session_id)
+    state["sessions"].setdefault(session_id, {"invocations": 0})["invocations"] += 1
+    return Invocation(cwd, scenario, state_file, state, run, session_id)
+
+
+def launch(invocation: Invocation, argv: list[str], *, scripted_fail: bool = True) -> None:
+    """Start the scripted grandchild, save the state, dump the environment, die or (with
+    ``scripted_fail``) fail before the first line as scripted, then print the scripted
+    ``stderr``."""
+    run = invocation.run
+    invocation.call["grandchild_pid"] = start_grandchild(run)
+    save_state(invocation.state_file, invocation.state)
+    dump_env(run)
+    die_if_scripted_at_start(run)
+    if scripted_fail:
+        fail_if_scripted(run, argv)
+    if run.get("stderr"):
+        sys.stderr.write(str(run["stderr"]) + "\n")
+        sys.stderr.flush()

@@ -181,38 +181,22 @@ def per_turn_usage(run: dict[str, Any], turns: int) -> dict[str, int]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    cwd = Path.cwd()
-    scenario = kit.load_scenario(cwd)
-    state_file = kit.state_path(cwd, "fake-claude-state.json")
-    state = kit.load_state(state_file)
-    if args.resume is not None and args.resume not in state["sessions"]:
-        sys.stderr.write(f"No conversation found with session ID: {args.resume}\n")
-        return 1
-    run = kit.run_for(scenario, len(state["calls"]))
-    kit.ignore_sigterm_if_scripted(run)
-    session_id = args.resume or str(scenario.get("session_id") or kit.new_id())
-    kit.record_call(state, ["claude", *argv], args.prompt, args.resume, session_id)
-    state["calls"][-1]["mcp_configs"] = [
+    unknown = f"No conversation found with session ID: {args.resume}"
+    invocation = kit.begin("claude", argv, args.prompt, args.resume, unknown_session=unknown)
+    if isinstance(invocation, int):
+        return invocation
+    invocation.call["mcp_configs"] = [
         json.loads(Path(path).read_text(encoding="utf-8")) for path in args.mcp_configs
     ]
-    state["calls"][-1]["strict_mcp_config"] = args.strict_mcp_config
-    state["sessions"].setdefault(session_id, {"invocations": 0})
-    state["sessions"][session_id]["invocations"] += 1
-    grandchild = kit.start_grandchild(run)
-    state["calls"][-1]["grandchild_pid"] = grandchild
-    kit.save_state(state_file, state)
-    kit.dump_env(run)
-    kit.die_if_scripted_at_start(run)
-    kit.fail_if_scripted(run, argv)
+    invocation.call["strict_mcp_config"] = args.strict_mcp_config
+    kit.launch(invocation, argv)
 
     started = time.monotonic()
-    model = args.model or str(scenario.get("model") or DEFAULT_MODEL)
-    ledger = state["sessions"][session_id]
+    run, cwd, state = invocation.run, invocation.cwd, invocation.state
+    model = args.model or str(invocation.scenario.get("model") or DEFAULT_MODEL)
+    ledger = invocation.session
     ledger.setdefault("cost", 0.0)
-    session = Session(session_id, model, float(run.get("delay_seconds", 0.0)), ledger)
-    if run.get("stderr"):
-        sys.stderr.write(str(run["stderr"]) + "\n")
-        sys.stderr.flush()
+    session = Session(invocation.session_id, model, invocation.delay, ledger)
     kit.print_junk(run)
     session.line(
         {
@@ -230,7 +214,7 @@ def main(argv: list[str]) -> int:
     )
     kit.fail_if_scripted(run, argv, started=True)
     exit_code = work(args, run, cwd, session, started)
-    kit.save_state(state_file, state)  # the session's totals, for a later --resume
+    kit.save_state(invocation.state_file, state)  # the session's totals, for a later --resume
     return exit_code
 
 
@@ -290,10 +274,10 @@ def work(
             )
             return 1
     kit.commit(cwd, run)
-    text = str(run.get("text") or "Done: applied the requested change.")
+    text = kit.final_text(run)
     outcome = str(run.get("outcome", "success"))
     if outcome != "success":
-        errors = [str(e) for e in run.get("errors") or ["scripted failure"]]
+        errors = kit.scripted_errors(run)
         session.result(outcome, None, errors, started)
         return int(run.get("exit_code", 1))
     session.assistant([{"type": "text", "text": text}], usage)

@@ -105,51 +105,36 @@ def main(argv: list[str]) -> int:
         return options
     if options.get("cd"):
         os.chdir(options["cd"])
-    cwd = Path.cwd()
-    scenario = kit.load_scenario(cwd)
-    state_file = kit.state_path(cwd, "fake-codex-state.json")
-    state = kit.load_state(state_file)
     resume = options["resume"]
-    if resume is not None and resume not in state["sessions"]:
-        sys.stderr.write(f"Error: no rollout found for thread id {resume}\n")
-        return 1
-    run = kit.run_for(scenario, len(state["calls"]))
-    kit.ignore_sigterm_if_scripted(run)
-    thread_id = resume or str(scenario.get("session_id") or kit.new_id())
-    kit.record_call(state, ["codex", *argv], options["prompt"], resume, thread_id)
+    unknown = f"Error: no rollout found for thread id {resume}"
+    invocation = kit.begin("codex", argv, options["prompt"], resume, unknown_session=unknown)
+    if isinstance(invocation, int):
+        return invocation
+    run, session = invocation.run, invocation.session
     home = os.environ.get("CODEX_HOME")
     if home:
         config = Path(home) / "config.toml"
-        state["calls"][-1]["codex_home"] = home
-        state["calls"][-1]["config"] = (
+        invocation.call["codex_home"] = home
+        invocation.call["config"] = (
             tomllib.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
         )
-    session = state["sessions"].setdefault(thread_id, {"invocations": 0})
-    session["invocations"] += 1
-    state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)
     own = {**DEFAULT_USAGE, **(run.get("usage") or {})}
     before = session.get("usage") or dict.fromkeys(DEFAULT_USAGE, 0)
     session["usage"] = {name: before.get(name, 0) + own[name] for name in DEFAULT_USAGE}
     run["reported_usage"] = own if run.get("report") == "turn" else session["usage"]
-    kit.save_state(state_file, state)
-    kit.dump_env(run)
-    kit.die_if_scripted_at_start(run)
-    kit.fail_if_scripted(run, argv)
+    kit.launch(invocation, argv)
 
-    if run.get("stderr"):
-        sys.stderr.write(str(run["stderr"]) + "\n")
-        sys.stderr.flush()
     if not options["json"]:
         sys.stdout.write("[fake codex] human-readable output; pass --json for events\n")
-    delay = float(run.get("delay_seconds", 0.0))
+    delay = invocation.delay
     kit.print_junk(run)
-    kit.emit({"type": "thread.started", "thread_id": thread_id}, delay)
+    kit.emit({"type": "thread.started", "thread_id": invocation.session_id}, delay)
     kit.fail_if_scripted(run, argv, started=True)
     if run.get("notice"):
         notice = {"id": "item_notice", "type": "error", "message": str(run["notice"])}
         kit.emit({"type": "item.completed", "item": notice}, delay)
     kit.emit({"type": "turn.started"}, delay)
-    return work(run, cwd, delay)
+    return work(run, invocation.cwd, delay)
 
 
 def work(run: dict[str, Any], cwd: Path, delay: float) -> int:
@@ -203,13 +188,13 @@ def work(run: dict[str, Any], cwd: Path, delay: float) -> int:
     kit.print_junk(run)
     outcome = str(run.get("outcome", "success"))
     if outcome != "success":
-        message = "; ".join(str(e) for e in run.get("errors") or ["scripted failure"])
+        message = "; ".join(kit.scripted_errors(run))
         kit.emit({"type": "error", "message": message}, delay)
         if outcome == "turn_failed":
             kit.emit({"type": "turn.failed", "error": {"message": message}}, delay)
         return int(run.get("exit_code", 1))
     kit.commit(cwd, run)
-    text = str(run.get("text") or "Done: applied the requested change.")
+    text = kit.final_text(run)
     kit.emit(
         {
             "type": "item.completed",

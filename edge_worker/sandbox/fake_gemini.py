@@ -92,38 +92,24 @@ def main(argv: list[str]) -> int:
     if os.environ.get("GEMINI_CLI_TRUST_WORKSPACE") != "true" and not options.get("skip_trust"):
         sys.stderr.write("Gemini CLI is not running in a trusted directory.\n")
         return UNTRUSTED
-    cwd = Path.cwd()
-    scenario = kit.load_scenario(cwd)
-    state_file = kit.state_path(cwd, "fake-gemini-state.json")
-    state = kit.load_state(state_file)
     resume = options["resume"]
-    if resume is not None and resume not in state["sessions"]:
-        sys.stderr.write(f'Error resuming session: Invalid session identifier "{resume}".\n')
-        return 1
-    run = kit.run_for(scenario, len(state["calls"]))
-    kit.ignore_sigterm_if_scripted(run)
-    session_id = resume or str(scenario.get("session_id") or kit.new_id())
-    kit.record_call(state, ["gemini", *argv], options["prompt"], resume, session_id)
+    unknown = f'Error resuming session: Invalid session identifier "{resume}".'
+    invocation = kit.begin("gemini", argv, options["prompt"], resume, unknown_session=unknown)
+    if isinstance(invocation, int):
+        return invocation
     settings = load_settings()
-    state["calls"][-1]["settings"] = settings
-    state["sessions"].setdefault(session_id, {"invocations": 0})["invocations"] += 1
-    state["calls"][-1]["grandchild_pid"] = kit.start_grandchild(run)
-    kit.save_state(state_file, state)
-    kit.dump_env(run)
-    kit.die_if_scripted_at_start(run)
-
-    if run.get("stderr"):
-        sys.stderr.write(str(run["stderr"]) + "\n")
-        sys.stderr.flush()
-    model = str(options.get("model") or scenario.get("model") or DEFAULT_MODEL)
+    invocation.call["settings"] = settings
+    kit.launch(invocation, argv, scripted_fail=False)
+    run, session_id = invocation.run, invocation.session_id
+    model = str(options.get("model") or invocation.scenario.get("model") or DEFAULT_MODEL)
     if options["output_format"] != "stream-json":
         sys.stdout.write("[fake gemini] only --output-format stream-json prints events\n")
-    delay = float(run.get("delay_seconds", 0.0))
+    delay = invocation.delay
     kit.print_junk(run)
     kit.emit({"type": "init", "timestamp": kit.now(), "session_id": session_id, "model": model})
     kit.emit({"type": "message", "timestamp": kit.now(), "role": "user", "content": "…"}, delay)
     max_turns = (settings.get("model") or {}).get("maxSessionTurns")
-    return work(run, cwd, model, delay, max_turns)
+    return work(run, invocation.cwd, model, delay, max_turns)
 
 
 def work(run: dict[str, Any], cwd: Path, model: str, delay: float, max_turns: int | None) -> int:
@@ -162,7 +148,7 @@ def work(run: dict[str, Any], cwd: Path, model: str, delay: float, max_turns: in
         return TURN_LIMIT
     outcome = str(run.get("outcome", "success"))
     if outcome != "success":
-        message = "; ".join(str(e) for e in run.get("errors") or ["scripted failure"])
+        message = "; ".join(kit.scripted_errors(run))
         kit.emit({"type": "error", "timestamp": kit.now(), "severity": "error", "message": message})
         error = {"type": "Error", "message": message}
         kit.emit(
@@ -176,7 +162,7 @@ def work(run: dict[str, Any], cwd: Path, model: str, delay: float, max_turns: in
         )
         return int(run.get("exit_code", 1))
     kit.commit(cwd, run)
-    text = str(run.get("text") or "Done: applied the requested change.")
+    text = kit.final_text(run)
     middle = len(text) // 2
     for chunk in (text[:middle], text[middle:]):
         kit.emit(

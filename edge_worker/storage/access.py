@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from edge_worker.storage.db import METADATA
-from edge_worker.storage.events import webhook_events
+from edge_worker.storage.events import requeue, webhook_events
 from edge_worker.storage.work import ACTIVE_STATES, work_items
 
 REFUSED_WORKFLOW_ID = "refused:app-revoked"
@@ -121,12 +121,7 @@ def revocation(conn: sa.Connection, *, count_refused: bool = True) -> Revocation
 def reinstate(conn: sa.Connection) -> int:
     """Clear the revocation and requeue the refused triggers; returns how many."""
     conn.execute(sa.delete(app_access).where(app_access.c.app == _LINEAR))
-    requeued = conn.execute(
-        sa.update(webhook_events)
-        .where(webhook_events.c.workflow_id == REFUSED_WORKFLOW_ID)
-        .values(dispatched_at=None, workflow_id=None)
-    )
-    return int(requeued.rowcount or 0)
+    return requeue(conn, REFUSED_WORKFLOW_ID)
 
 
 def active_work(conn: sa.Connection) -> list[tuple[str, str]]:

@@ -279,3 +279,15 @@ def mark_dispatched(conn: sa.Connection, seq: int, workflow_id: str) -> None:
         .where(webhook_events.c.seq == seq)
         .values(dispatched_at=datetime.now(UTC), workflow_id=workflow_id)
     )
+
+
+def requeue(conn: sa.Connection, parked_as: str) -> int:
+    """Put back in the outbox the rows stamped ``parked_as`` instead of a workflow (held
+    while intake was paused, refused while access was revoked): the dispatcher picks them
+    up again. Returns how many."""
+    requeued = conn.execute(
+        sa.update(webhook_events)
+        .where(webhook_events.c.workflow_id == parked_as)
+        .values(dispatched_at=None, workflow_id=None)
+    )
+    return int(requeued.rowcount or 0)

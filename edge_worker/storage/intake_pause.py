@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from edge_worker.storage.db import METADATA
-from edge_worker.storage.events import webhook_events
+from edge_worker.storage.events import requeue
 
 HELD_WORKFLOW_ID = "held:intake-paused"
 _INTAKE = "intake"
@@ -80,9 +80,4 @@ def paused(conn: sa.Connection) -> Pause | None:
 def resume(conn: sa.Connection) -> int:
     """Clear the pause and requeue the held triggers; returns how many were requeued."""
     conn.execute(sa.delete(intake_pause).where(intake_pause.c.scope == _INTAKE))
-    requeued = conn.execute(
-        sa.update(webhook_events)
-        .where(webhook_events.c.workflow_id == HELD_WORKFLOW_ID)
-        .values(dispatched_at=None, workflow_id=None)
-    )
-    return int(requeued.rowcount or 0)
+    return requeue(conn, HELD_WORKFLOW_ID)

@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 
 from edge_worker.reporting.markers import marker
 from edge_worker.sandbox import payloads
-from edge_worker.sandbox.daemon import Daemon
+from edge_worker.sandbox.daemon import Daemon, wait_for
 from edge_worker.sandbox.linear import WebhookDelivery, send_webhook
 from edge_worker.sandbox.linear_store import Comment, Issue
 from edge_worker.sandbox.world import WEBHOOK_SECRET, SandboxWorld
@@ -223,14 +222,9 @@ class E2E:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 120.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; ``AssertionError`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    """Poll ``predicate`` until it returns something truthy; ``AssertionError`` on timeout
+    (:func:`~edge_worker.sandbox.daemon.wait_for` with the end-to-end tests' defaults)."""
+    return wait_for(predicate, timeout, interval)
 
 
 @contextmanager

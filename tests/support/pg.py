@@ -5,8 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
+import pytest
+import sqlalchemy as sa
+
+from edge_worker.storage.db import create_engine_for, create_tables
 
 
 def _admin_url(url: str) -> str:
@@ -41,3 +46,21 @@ def set_connections_allowed(url: str, database: str, allowed: bool) -> None:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
                 (database,),
             )
+
+
+@contextmanager
+def engine_for_param(request: pytest.FixtureRequest, sqlite_file: Path) -> Iterator[sa.Engine]:
+    """An engine with the project's tables, disposed afterwards: on SQLite at
+    ``sqlite_file`` when the fixture's param is ``"sqlite"``, else on a scratch PostgreSQL
+    database (the ``postgres_url`` fixture's server)."""
+    if request.param == "sqlite":
+        made = create_engine_for(f"sqlite:///{sqlite_file}")
+        create_tables(made)
+        yield made
+        made.dispose()
+        return
+    with scratch_database(request.getfixturevalue("postgres_url")) as url:
+        made = create_engine_for(url)
+        create_tables(made)
+        yield made
+        made.dispose()
