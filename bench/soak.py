@@ -54,6 +54,7 @@ import httpx
 
 from bench.soak_cluster import Cluster
 from bench.soak_ledger import LedgerFigures, check_ledger
+from edge_worker.orchestration import texts
 from edge_worker.reporting.markers import marker
 from edge_worker.sandbox.anthropic import ErrorAnswer
 from edge_worker.sandbox.codegen import Endpoint
@@ -87,6 +88,15 @@ CODEGEN_CREATES_PER_MINUTE = 60
 # them the daemon rightly defers low-priority updates by up to an hour. The soak is about
 # faults, so the stand-in allows more (the pacing is measured in bench/linear_calls.py).
 LINEAR_REQUESTS_PER_HOUR = 50_000
+
+
+STOP_ANSWERS = (texts.STOPPED.split("{")[0], texts.NOTHING_TO_STOP)
+"""How the daemon's answer to a stop begins: ``Stopped by …`` or "nothing was running"."""
+
+
+def _answers_a_stop(content: dict[str, Any]) -> bool:
+    """Whether a final activity is the daemon's answer to a stop."""
+    return str(content.get("body") or "").startswith(STOP_ANSWERS)
 
 
 @dataclass
@@ -398,9 +408,13 @@ class Soak:
             and a.created_at >= issue.stopped_at
         ]
         finals = [i for i, a in enumerate(said) if a.content["type"] in FINAL_ACTIVITIES]
-        if finals and finals[0] != len(said) - 1:
+        # The stop's own answer, when the work ended by itself a moment before the stop was
+        # handled: "done", then "nothing was running". Else the first final after the stop.
+        answers = [i for i in finals if _answers_a_stop(said[i].content)]
+        stop_final = answers[0] if answers else finals[0] if finals else None
+        if stop_final is not None and stop_final != len(said) - 1:
             later = [(a.content["type"], str(a.content.get("body", ""))[:120]) for a in said]
-            after = len(said) - 1 - finals[0]
+            after = len(said) - 1 - stop_final
             self.result.duplicates += after
             self.result.activities_after_stop += after
             self.result.problems.append(
