@@ -32,6 +32,7 @@ from edge_worker.executors.base import (
 )
 from edge_worker.linear.errors import LinearError
 from edge_worker.linear.models import ExternalUrl, PlanStep
+from edge_worker.orchestration.activity_batch import ActivityBatch
 from edge_worker.orchestration.attachment_steps import ensure_files
 from edge_worker.orchestration.context import PlanningContext
 from edge_worker.orchestration.existing import subtask_issue_id
@@ -424,7 +425,8 @@ async def follow_run_step(
     session_id: str | None,
     cost: dict[str, Any],
 ) -> dict[str, Any]:
-    """Follow a run to its end and record what it cost (once, by entry id).
+    """Follow a run to its end and record what it cost (once, by entry id); its progress
+    lines go to the activity log a transaction per batch (:class:`ActivityBatch`).
 
     The orchestration may end the sub-task from another daemon (a stop, the issue's time
     limit): it cannot reach this process's run, so while following, this step looks at
@@ -436,6 +438,7 @@ async def follow_run_step(
     workdir = handle.get("workdir")
     run_workflow_id = str(DBOS.workflow_id)
     ended = asyncio.Event()
+    said = ActivityBatch(services.current().engine)
 
     async def on_progress(kind: str, text: str) -> None:
         if ended.is_set():
@@ -443,7 +446,7 @@ async def follow_run_step(
         if workdir:  # Linear sees paths in the repository, never the daemon's own
             text = text.replace(str(workdir).rstrip("/") + "/", "").replace(str(workdir), ".")
         if text.strip():
-            await _log_line(cost["issue_id"], kind, text, run_workflow_id=run_workflow_id)
+            said.add(cost["issue_id"], kind, text, run_workflow_id)
         if session_id and text.strip():
             if kind == "action":
                 a.coalescer.note_action(session_id, action=text[:200], parameter="")
@@ -460,6 +463,7 @@ async def follow_run_step(
         watch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watch
+        await said.drain()
     await _record_cost(
         CostEntry(
             **cost,

@@ -10,6 +10,9 @@ Contract:
   left as it was, so a line is kept once. It never raises: a line the database cannot take
   is logged and dropped, because the log must not fail the work it describes. A comment
   edited in place (the report) is recorded with ``replace``: its latest text is kept.
+- :func:`record_many` inserts new lines (:class:`NewLine`, each with a fresh entry id) in
+  one transaction, in order; like :func:`record` it never raises (a batch the database
+  cannot take is logged and dropped).
 - :func:`for_issue` is an issue's lines, oldest first, at most ``limit`` of the newest.
 - Lines of a sub-task run carry the run's workflow id (``run_workflow_id``); what was said
   to the issue as a whole carries ``None``.
@@ -18,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,6 +58,28 @@ class ActivityLine:
     run_workflow_id: str | None
 
 
+@dataclass(frozen=True)
+class NewLine:
+    """A line to keep with a fresh entry id (see :func:`record_many`)."""
+
+    issue_id: str
+    kind: str
+    body: str
+    run_workflow_id: str | None = None
+    at: datetime | None = None
+
+
+def _values(line: NewLine, entry_id: str | None = None) -> dict[str, object]:
+    return {
+        "entry_id": entry_id or uuid.uuid4().hex,
+        "issue_id": line.issue_id,
+        "run_workflow_id": line.run_workflow_id,
+        "kind": line.kind,
+        "body": line.body[:MAX_BODY_CHARS],
+        "at": line.at or datetime.now(UTC),
+    }
+
+
 def record(
     engine: sa.Engine,
     *,
@@ -69,14 +95,7 @@ def record(
 
     ``replace`` (a comment edited in place, like the report) replaces an earlier line of
     the same ``entry_id``: the new text, at its new time, becomes the newest line."""
-    values = {
-        "entry_id": entry_id or uuid.uuid4().hex,
-        "issue_id": issue_id,
-        "run_workflow_id": run_workflow_id,
-        "kind": kind,
-        "body": body[:MAX_BODY_CHARS],
-        "at": at or datetime.now(UTC),
-    }
+    values = _values(NewLine(issue_id, kind, body, run_workflow_id, at), entry_id)
     try:
         with engine.begin() as conn:
             exists = conn.execute(
@@ -90,6 +109,18 @@ def record(
         pass  # recorded meanwhile by a repeat of the same step
     except sa.exc.SQLAlchemyError as exc:
         log.warning("activity line not recorded", kind=kind, error=type(exc).__name__)
+
+
+def record_many(engine: sa.Engine, lines: Sequence[NewLine]) -> None:
+    """Keep ``lines`` in one transaction, in order (see the module contract)."""
+    if not lines:
+        return
+    try:
+        with engine.begin() as conn:
+            for line in lines:  # one statement a line: the ``seq`` order is the lines' order
+                conn.execute(sa.insert(activity_log).values(**_values(line)))
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("activity lines not recorded", lines=len(lines), error=type(exc).__name__)
 
 
 def for_issue(conn: sa.Connection, issue_id: str, limit: int = 500) -> list[ActivityLine]:
