@@ -4,7 +4,6 @@ once per day and team as a document, over real HTTP against the Linear stand-in
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from edge_worker.reporting.daily_report_post import (
 )
 from edge_worker.sandbox.linear import LinearStandIn
 from edge_worker.sandbox.world import SandboxWorld
+from tests.support.daemon import log_events
 from tests.support.e2e import running, wait_until
 
 pytest_plugins = ("tests.support.linear_fixtures",)
@@ -86,19 +86,6 @@ def world(tmp_path: Path) -> Iterator[SandboxWorld]:
         yield started
 
 
-def _events(log: str, event: str) -> list[dict[str, str]]:
-    found = []
-    for line in log.splitlines():
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                found.append(record)
-    return found
-
-
 def _printed_report(env: dict[str, str], day: str) -> str:
     return subprocess.run(
         [sys.executable, "-m", "edge_worker.cli", "report", "--day", day],
@@ -122,8 +109,8 @@ def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
         "EDGE_WORKER_LOG_LEVEL": "debug",
     }
     with running(world, tmp_path / "state", **env) as e2e:
-        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 1, 60)
-        day = _events(e2e.log(), POSTED_EVENT)[0]["day"]
+        wait_until(lambda: len(log_events(e2e.log(), CHECKED_EVENT)) == 1, 60)
+        day = log_events(e2e.log(), POSTED_EVENT)[0]["day"]
         printed = _printed_report(e2e.daemon.env, day).strip()
         comments = world.linear.store.comments_on(issue.id)
         assert [c.body.strip() for c in comments] == [printed]
@@ -133,11 +120,11 @@ def test_the_daemon_posts_yesterdays_report_once_across_a_crash(
         ]
         e2e.daemon.kill()  # a crash; the new daemon appends to the same log file
         e2e.restart()
-        wait_until(lambda: len(_events(e2e.log(), CHECKED_EVENT)) == 2, 60)
+        wait_until(lambda: len(log_events(e2e.log(), CHECKED_EVENT)) == 2, 60)
         assert len(world.linear.store.comments_on(issue.id)) == 1  # not posted again
         assert len(world.linear.store.documents_in(team.id)) == 1  # not created again
-        assert len(_events(e2e.log(), POSTED_EVENT)) == 1
-        assert len(_events(e2e.log(), DOCUMENT_EVENT)) == 1
+        assert len(log_events(e2e.log(), POSTED_EVENT)) == 1
+        assert len(log_events(e2e.log(), DOCUMENT_EVENT)) == 1
 
 
 def test_with_only_a_team_the_daemon_creates_the_document_and_no_comment(
@@ -147,11 +134,11 @@ def test_with_only_a_team_the_daemon_creates_the_document_and_no_comment(
     team = world.linear.store.team
     env = {"EDGE_WORKER_CONSOLE__REPORT_LINEAR_TEAM": team.key, "EDGE_WORKER_LOG_LEVEL": "debug"}
     with running(world, tmp_path / "state", **env) as e2e:
-        wait_until(lambda: _events(e2e.log(), CHECKED_EVENT), 60)
-        day = _events(e2e.log(), DOCUMENT_EVENT)[0]["day"]
+        wait_until(lambda: log_events(e2e.log(), CHECKED_EVENT), 60)
+        day = log_events(e2e.log(), DOCUMENT_EVENT)[0]["day"]
         printed = _printed_report(e2e.daemon.env, day).strip()
         documents = world.linear.store.documents_in(team.id)
         assert [(d.content or "").strip() for d in documents] == [printed]
         assert documents[0].id == report_document_id(date.fromisoformat(day), team.key)
         assert not world.linear.store.comments_on(issue.id)
-        assert not _events(e2e.log(), POSTED_EVENT)
+        assert not log_events(e2e.log(), POSTED_EVENT)

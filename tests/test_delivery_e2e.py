@@ -186,6 +186,17 @@ def test_a_merge_finds_a_sub_issue_the_plan_reused(
         e2e.daemon.proc.wait(timeout=30)  # type: ignore[union-attr]
 
 
+def pushed_file(github: GitHubStandIn, branch: str, path: str) -> str:
+    """``path`` as pushed on ``branch`` of the stand-in's bare repository."""
+    return subprocess.run(
+        ["git", "show", f"{branch}:{path}"],
+        cwd=github.repository_path(OWNER, REPO),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def send_github(
     e2e: E2E, event: str, body: dict[str, object], delivery: str, secret: str = HOOK_SECRET
 ) -> httpx.Response:
@@ -343,14 +354,8 @@ def test_uncommitted_work_is_delivered_and_a_sub_task_that_changed_nothing_gets_
     children = {c.identifier: c for c in world.linear.store.children_of(issue_id)}
     added = next(i for i, c in children.items() if c.title == add["title"])
     assert f"Fixes {added}\n" in pull.body
-    shown = subprocess.run(
-        ["git", "show", f"{pull.head}:{edit['path']}"],
-        cwd=github.repository_path(OWNER, REPO),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert shown == edit["content"]  # the uncommitted file reached the pull request
+    # the uncommitted file reached the pull request
+    assert pushed_file(github, pull.head, edit["path"]) == edit["content"]
     checked = next(i for i, c in children.items() if c.title == check["title"])
     report = e2e.report(issue_id)
     assert f"{checked}: No pull request: this sub-task changed no files." in report, report
@@ -403,13 +408,6 @@ def test_review_feedback_on_the_per_issue_pull_request_reaches_the_orchestrator(
     asked = json.dumps([r.body for r in world.anthropic.requests[planned:]])
     assert "Say it was reviewed." in asked  # the reviewer's words reached the planner
     assert [p.number for p in github.pulls[(OWNER, REPO)]] == [pull.number]  # the same one
-    shown = subprocess.run(
-        ["git", "show", f"{pull.head}:calc/add.py"],
-        cwd=github.repository_path(OWNER, REPO),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert shown == reviewed
+    assert pushed_file(github, pull.head, "calc/add.py") == reviewed
     assert fix["title"] in {c.title for c in store.children_of(issue_id)}
     assert github.contract_violations == []
