@@ -204,6 +204,11 @@ class CodegenExecutor:
         if self._poller is not None:
             self._poller.abandon(run_id)
 
+    def abandoned_charge(self, handle: RunHandle) -> float | None:
+        """What an abandoned run costs, as following it to its end would have recorded: the
+        run's price for a created run, nothing more for a resume (None: unpriced)."""
+        return self._resume_cost if handle.extra.get("origin") != "create" else self._run_cost
+
     async def aclose(self) -> None:
         """Stop polling and close the HTTP client if this executor made it."""
         if self._poller is not None:
@@ -305,7 +310,7 @@ class CodegenExecutor:
         run_id = self._run_id(handle)
         _, poller, _ = self._connect()
         started_at = float(handle.extra.get("started_at", self._clock()))
-        cost = self._resume_cost if handle.extra.get("origin") != "create" else self._run_cost
+        cost = self.abandoned_charge(handle)  # the same price whether followed or abandoned
 
         def ended(status: RunStatus, run: AgentRun | None, error: str | None) -> RunResult:
             duration = self._clock() - started_at

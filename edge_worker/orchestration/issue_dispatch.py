@@ -34,6 +34,7 @@ from edge_worker.orchestration.progress import TaskRecord
 from edge_worker.orchestration.strategy import choose_executor
 from edge_worker.orchestration.subtask_run import run_subtask
 from edge_worker.orchestration.workflow_config import (
+    FOLLOWING_EVENT,
     HANDLE_WAIT_SECONDS,
     LOCAL_EXECUTORS,
     estimates_for,
@@ -267,7 +268,8 @@ async def stop_children(o: Orchestration, status: str) -> None:
         )
         await DBOS.cancel_workflow_async(child)
         if handle:
-            await steps.cancel_run_step(record.executor, handle)
+            following = await DBOS.get_event_async(child, FOLLOWING_EVENT, timeout_seconds=0)
+            await steps.cancel_run_step(record.executor, handle, following)
         await steps.track_subtask_step(o.issue_id, record.key, child, status, record.executor)
         record.status = status  # type: ignore[assignment]
         if record.executor == "codegen":

@@ -518,9 +518,22 @@ async def verify_step(
 
 
 @DBOS.step()
-async def cancel_run_step(executor: str, handle: dict[str, Any]) -> None:
-    """Stop a run: local processes killed, remote runs abandoned and recorded."""
-    await adapters().executors[executor].cancel(RunHandle.model_validate(handle))
+async def cancel_run_step(
+    executor: str, handle: dict[str, Any], cost: dict[str, Any] | None = None
+) -> None:
+    """Stop a run: local processes killed, remote runs abandoned and recorded.
+
+    ``cost`` (the cost fields of the run being followed) charges an abandoned remote run
+    here, under the entry id its follow step would use: the daemon following it may be
+    another one, or the run may never have been followed at all. The ledger keeps one
+    entry per id, so a follow that records it too changes nothing.
+    """
+    runner = adapters().executors[executor]
+    run = RunHandle.model_validate(handle)
+    await runner.cancel(run)
+    charge = getattr(runner, "abandoned_charge", None)
+    if cost is not None and charge is not None:
+        await _record_cost(CostEntry(**cost, executor=executor, model=None, usd=charge(run)))
 
 
 @DBOS.step()

@@ -44,6 +44,7 @@ from edge_worker.orchestration.subtask_outcome import (
 )
 from edge_worker.orchestration.workflow_config import (
     CONTROL_TOPIC,
+    FOLLOWING_EVENT,
     INTERRUPTED_CONTINUES,
     join_notes,
 )
@@ -129,6 +130,8 @@ class _SubtaskRun:
             )
             return {"key": self.key, "status": "unavailable", "reason": started["unavailable"]}
         await self._set_handle(started["handle"])
+        # Published with the handle: a stop before the run is followed still charges it.
+        await DBOS.set_event_async(FOLLOWING_EVENT, self.cost("run", 1, "run"))
         web_url = (self.handle.get("extra") or {}).get("web_url")
         if web_url:
             await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
@@ -193,11 +196,10 @@ class _SubtaskRun:
     async def _follow(self, step: str, kind: str) -> None:
         """Follow the current run; a run the daemon's restart interrupted is continued in
         the same session (not counted as an iteration: nothing was verified yet)."""
+        charge = self.cost(step, self.iterations, kind)
+        await DBOS.set_event_async(FOLLOWING_EVENT, charge)
         self.result = await steps.follow_run_step(
-            self.executor,
-            self.handle,
-            self.spec.get("session_id"),
-            self.cost(step, self.iterations, kind),
+            self.executor, self.handle, self.spec.get("session_id"), charge
         )
         while interrupted(self.result) and self.continues < INTERRUPTED_CONTINUES:
             self.continues += 1
@@ -207,11 +209,10 @@ class _SubtaskRun:
                     self.executor, self.handle, self.task, texts.CONTINUE_AFTER_RESTART
                 )
             )
+            charge = self.cost("continue", self.continues, "resume")
+            await DBOS.set_event_async(FOLLOWING_EVENT, charge)
             self.result = await steps.follow_run_step(
-                self.executor,
-                self.handle,
-                self.spec.get("session_id"),
-                self.cost("continue", self.continues, "resume"),
+                self.executor, self.handle, self.spec.get("session_id"), charge
             )
         session = self.result.get("session_id")
         if session and session != self.handle.get("session_id"):

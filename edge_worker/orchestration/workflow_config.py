@@ -34,6 +34,9 @@ STATUS_WORDS = {
     "over_budget": "is over its budget",
 }
 HANDLE_WAIT_SECONDS = 10.0
+FOLLOWING_EVENT = "following"
+"""A sub-task workflow's event: the cost fields of the run it follows (or is about to), so
+the orchestration that stops it can charge a paid run that will never be followed."""
 SESSION_WAIT_SECONDS = 5.0
 """How long work started by a delegation or inbox notification waits for the agent session
 Linear opens for the same delegation, so the session carries it from the first word."""
