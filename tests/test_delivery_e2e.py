@@ -258,6 +258,9 @@ def test_review_feedback_reaches_the_same_session_and_merges_close_the_sub_issue
         assert github.head_sha(OWNER, REPO, add_branch) != reviewed
         third = world.agent_calls(identifier, "add-function")[2]
         assert third["resume"] == calls[0]["session_id"] and "`ci` failed" in third["prompt"]
+        # The closes come once the continued work ended: a report the orchestration writes
+        # after a close shows its own status over the "abandoned" edit, as documented.
+        assert e2e.wait_end(issue_id) == "done"
 
         for number, merged, delivery in (
             (add.number, True, "d-2"),
