@@ -89,7 +89,14 @@ def test_drain_stops_local_agents_within_the_limit_and_work_resumes(tmp_path: Pa
             WEBHOOK_SECRET,
             world.linear.issue_assigned(issue_id, field="assigneeId"),
         )
-        pgids = wait_for(lambda: _agent_pgids(tmp_path / "state"), timeout=240)
+
+        # Both roots' agents must be running before the drain: a root that starts only
+        # after the restart would run its hanging first script with no drain to end it.
+        def both_running() -> list[int] | None:
+            found = _agent_pgids(tmp_path / "state")
+            return found if len(found) == 2 else None
+
+        pgids = wait_for(both_running, timeout=240)
         started = time.monotonic()
         assert daemon.stop(timeout=120) == 0
         # The agents ignore SIGTERM: only the drain's kill at its 8 s limit ends them, so
