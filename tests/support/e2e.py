@@ -60,8 +60,11 @@ class E2E:
         self.daemon.kill()
 
     def restart(self) -> None:
-        """Start a new daemon process on the same state directory, port and stand-ins."""
+        """Start a new daemon process on the same state directory, port and stand-ins; one
+        still running is stopped first (else it would outlive the test, holding the port)."""
         old = self.daemon
+        if old.proc is not None and old.proc.poll() is None:
+            old.stop()
         self.daemon = Daemon(self.state_dir, **self.env)
         self.daemon.port, self.daemon.url = old.port, old.url
         self.daemon.start()
