@@ -28,8 +28,7 @@ from edge_worker import services
 from edge_worker.delivery import text
 from edge_worker.delivery.github_client import DeliveryError, GitHubClient
 from edge_worker.delivery.issue_pull_request import SubtaskDelivery, ship_issue
-from edge_worker.delivery.ship import RepositoryDelivery
-from edge_worker.delivery.steps import _auth, attach_pull_requests_step
+from edge_worker.delivery.steps import _auth, attach_pull_requests_step, delivery_target
 from edge_worker.orchestration.progress import Progress
 
 log = structlog.get_logger(__name__)
@@ -114,15 +113,7 @@ async def ship_issue_step(request: dict[str, Any]) -> dict[str, Any]:
     delivery = repository.delivery
     if delivery is None or delivery.policy != "per-issue":
         return {}
-    target = RepositoryDelivery(
-        owner=delivery.owner,
-        name=delivery.name,
-        remote_url=delivery.remote_url,
-        base_branch=repository.base_branch,
-        draft=delivery.draft,
-        labels=tuple(delivery.labels),
-        reviewers=tuple(delivery.reviewers),
-    )
+    target = delivery_target(repository)
     async with httpx.AsyncClient(timeout=30.0) as http:
         client = GitHubClient(
             http,

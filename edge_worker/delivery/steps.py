@@ -42,6 +42,7 @@ from edge_worker.delivery.github_client import (
 from edge_worker.delivery.settings import GitHubSettings
 from edge_worker.delivery.ship import RepositoryDelivery, ship_subtask, unmerged_dependency
 from edge_worker.executors import worktrees
+from edge_worker.settings import Repository
 
 log = structlog.get_logger(__name__)
 
@@ -66,14 +67,11 @@ def _auth(github: GitHubSettings) -> GitHubAuth:
     return StaticToken(github.token.get_secret_value())
 
 
-@DBOS.step()
-async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
-    """Push and find-or-open one sub-task's pull request: ``{"pr_url"}`` or ``{"error"}``."""
-    settings = services.current().settings
-    repository = next(r for r in settings.repositories if r.id == request["repository_id"])
-    assert repository.delivery is not None and repository.path is not None
+def delivery_target(repository: Repository) -> RepositoryDelivery:
+    """Where and how ``repository``'s work is delivered (it has ``[repositories.delivery]``)."""
     delivery = repository.delivery
-    target = RepositoryDelivery(
+    assert delivery is not None
+    return RepositoryDelivery(
         owner=delivery.owner,
         name=delivery.name,
         remote_url=delivery.remote_url,
@@ -82,6 +80,15 @@ async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
         labels=tuple(delivery.labels),
         reviewers=tuple(delivery.reviewers),
     )
+
+
+@DBOS.step()
+async def ship_subtask_step(request: dict[str, Any]) -> dict[str, Any]:
+    """Push and find-or-open one sub-task's pull request: ``{"pr_url"}`` or ``{"error"}``."""
+    settings = services.current().settings
+    repository = next(r for r in settings.repositories if r.id == request["repository_id"])
+    assert repository.delivery is not None and repository.path is not None
+    target = delivery_target(repository)
     raw = request["facts"]
     facts = text.PullRequestFacts(
         **{
