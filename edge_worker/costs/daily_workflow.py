@@ -91,7 +91,8 @@ async def _summarise(rollover: DayRollover, day: date, wait_seconds: float) -> N
         )
         return
     try:
-        await asyncio.wait_for(handle.get_result(), timeout=wait_seconds)
+        async with asyncio.timeout(wait_seconds):  # not wait_for: see dispatch._loop
+            await handle.get_result()
     except TimeoutError:
         # Still running, here or on another daemon (one that is down resumes it when it
         # comes back, or after `edge-worker recover`): look again at the next check.

@@ -89,7 +89,8 @@ async def push_branch(
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(process.communicate(), PUSH_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PUSH_TIMEOUT_SECONDS):
+                out, err = await process.communicate()
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -134,7 +134,8 @@ async def git(*args: str, cwd: Path, check: bool = True) -> str:
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), _GIT_TIMEOUT_SECONDS)
+        async with asyncio.timeout(_GIT_TIMEOUT_SECONDS):
+            out, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -88,14 +88,12 @@ class FirstAnswers:
         kind, body = found
         async with self._slots:
             try:
-                await asyncio.wait_for(
-                    self._linear.create_activity(
+                async with asyncio.timeout(self._timeout):
+                    await self._linear.create_activity(
                         session_id=str(trigger["session_id"]),
                         content={"type": kind, "body": body},
                         id=first_activity_id(trigger),
-                    ),
-                    timeout=self._timeout,
-                )
+                    )
             except Exception as exc:  # the trigger's workflow posts it (same id) instead
                 log.warning(
                     "first activity not posted; the workflow will",

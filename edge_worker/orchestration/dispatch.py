@@ -98,15 +98,19 @@ class Dispatcher:
         self._max_delay = max_delay_seconds
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """End the loop and wait until it has ended; a cancellation of the caller still
+        reaches the caller (only the loop's own is expected)."""
+        if self._task is None:
+            return
+        self._stopping = True  # ends the loop even if something below swallows the cancel
+        self._task.cancel()
+        await asyncio.wait([self._task])
 
     async def drain_once(self) -> int:
         """Dispatch every pending event; returns how many were dispatched."""
@@ -205,14 +209,18 @@ class Dispatcher:
         while loop.time() < deadline:
             self.wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=self._quiet)
+                async with asyncio.timeout(self._quiet):
+                    await self.wake.wait()
             except TimeoutError:
                 return
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+            # arrives as the wake-up fires, and stop() then waits for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self._poll_seconds)
+                async with asyncio.timeout(self._poll_seconds):
+                    await self.wake.wait()
             await self._settle()
             self.wake.clear()
             try:

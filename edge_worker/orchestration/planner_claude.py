@@ -171,9 +171,8 @@ class ClaudeCodeBackend:
         except OSError as exc:
             raise PlannerUnavailable(f"cannot start {self.binary}: {exc.strerror}") from None
         try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(stdin_text.encode()), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                stdout, stderr = await process.communicate(stdin_text.encode())
         except TimeoutError:
             await self._kill(process)
             raise PlannerUnavailable(
@@ -194,7 +193,8 @@ class ClaudeCodeBackend:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, sig)
             try:
-                await asyncio.wait_for(process.wait(), self._grace)
+                async with asyncio.timeout(self._grace):
+                    await process.wait()
                 break
             except TimeoutError:
                 continue

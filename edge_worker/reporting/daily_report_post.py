@@ -165,7 +165,8 @@ async def _post_day(
         log.warning("daily report not started", day=str(day), error=type(exc).__name__)
         return
     try:
-        await asyncio.wait_for(handle.get_result(), timeout=wait)
+        async with asyncio.timeout(wait):  # not wait_for: see dispatch._loop
+            await handle.get_result()
     except TimeoutError:
         return  # still running here or on another daemon: look again at the next check
     except Exception as exc:
