@@ -21,7 +21,14 @@ from edge_worker.orchestration import texts
 from edge_worker.sandbox.codegen import RunScript
 from edge_worker.sandbox.demo_plan import DEMO_SOLUTIONS, demo_plan
 from edge_worker.sandbox.world import SandboxWorld
-from tests.support.e2e import E2E, alive, row_of, running, wait_until
+from tests.support.e2e import (
+    E2E,
+    agents_starting_or_running,
+    alive,
+    row_of,
+    running,
+    wait_until,
+)
 
 # Whole-daemon runs on two cores shared with other work: every wait is on a condition with
 # a generous deadline (a slow machine makes a test slower, never red), within this limit.
@@ -54,8 +61,13 @@ def crash_when(
 
 
 def agents_running(e2e: E2E, issue_id: str) -> bool:
+    """Whether an agent of the issue runs, or was spawned and has not yet said so (a crash
+    then would cut that run short too: seen once in CI as a second fresh run)."""
     identifier = e2e.world.linear.store.find_issue(issue_id).identifier
-    return any(alive(c["pid"]) for key in KEYS for c in e2e.agent_calls(identifier, key))
+    if any(alive(c["pid"]) for key in KEYS for c in e2e.agent_calls(identifier, key)):
+        return True
+    proc = e2e.daemon.proc
+    return bool(agents_starting_or_running(proc.pid if proc else None, e2e.state_dir))
 
 
 def session_transcribed(call: dict[str, Any]) -> bool:

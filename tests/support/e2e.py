@@ -254,6 +254,56 @@ def row_of(report: str, identifier: str) -> list[str]:
     raise AssertionError(f"no row for {identifier} in the report:\n{report}")
 
 
+def agents_starting_or_running(daemon_pid: int | None, state_dir: Path) -> list[int]:
+    """Processes of agent runs the daemon on ``state_dir`` has begun, seen from ``/proc``
+    as an operator could: each one carrying the run marker (not a verification's) in a
+    working directory under ``state_dir``, and any child of the daemon still between fork
+    and exec (it runs the daemon's own command line until it becomes the agent).
+
+    A fake agent records its call only once its interpreter has started, a fraction of a
+    second after the spawn; this sees the run from the spawn on.
+    """
+    from edge_worker.executors.process import RUN_MARKER_ENV
+
+    marker = RUN_MARKER_ENV.encode() + b"="
+    daemon_cmdline = _proc_read(daemon_pid, "cmdline") if daemon_pid else None
+    root = str(state_dir.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not alive(pid := int(entry.name)):
+            continue
+        environ = _proc_read(pid, "environ") or b""
+        tags = [item[len(marker) :] for item in environ.split(b"\0") if item.startswith(marker)]
+        if tags and not tags[0].startswith(b"verify:"):
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            if cwd == root or cwd.startswith(root + "/"):
+                found.append(pid)
+        elif (
+            daemon_cmdline
+            and _parent_of(pid) == daemon_pid
+            and _proc_read(pid, "cmdline") == daemon_cmdline
+        ):
+            found.append(pid)
+    return found
+
+
+def _proc_read(pid: int, name: str) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return None
+
+
+def _parent_of(pid: int) -> int | None:
+    stat = _proc_read(pid, "stat")
+    if stat is None:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+
+
 def alive(pid: int) -> bool:
     """True when process ``pid`` exists and is not a zombie."""
     try:
