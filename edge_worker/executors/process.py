@@ -331,12 +331,19 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def _carries_marker(pid: int) -> bool:
+def run_marker(pid: int) -> str | None:
+    """The :data:`RUN_MARKER_ENV` value process ``pid`` was started with (the run id, or
+    ``verify:<worktree>`` for a verification command); ``None`` when it carries none or
+    cannot be read. Linux ``/proc`` only."""
     try:
         environ = (_PROC / str(pid) / "environ").read_bytes()
     except OSError:
-        return False
-    return any(item.startswith(RUN_MARKER_ENV.encode() + b"=") for item in environ.split(b"\0"))
+        return None
+    prefix = RUN_MARKER_ENV.encode() + b"="
+    for item in environ.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
 
 
 def _is_ours(pgid: int) -> bool:
@@ -347,7 +354,7 @@ def _is_ours(pgid: int) -> bool:
     """
     if not _PROC.is_dir():
         return True  # no way to tell; the recorded pgid is the best evidence we have
-    return any(_carries_marker(pid) for pid in group_members(pgid))
+    return any(run_marker(pid) is not None for pid in group_members(pgid))
 
 
 async def reap_leftovers(pgids: Iterable[int], *, grace_seconds: float = 2.0) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from edge_worker.executors.process import run_marker
 from edge_worker.reporting.markers import marker
 from edge_worker.sandbox import payloads
 from edge_worker.sandbox.daemon import Daemon, wait_for
@@ -263,18 +264,14 @@ def agents_starting_or_running(daemon_pid: int | None, state_dir: Path) -> list[
     A fake agent records its call only once its interpreter has started, a fraction of a
     second after the spawn; this sees the run from the spawn on.
     """
-    from edge_worker.executors.process import RUN_MARKER_ENV
-
-    marker = RUN_MARKER_ENV.encode() + b"="
     daemon_cmdline = _proc_read(daemon_pid, "cmdline") if daemon_pid else None
     root = str(state_dir.resolve())
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not alive(pid := int(entry.name)):
             continue
-        environ = _proc_read(pid, "environ") or b""
-        tags = [item[len(marker) :] for item in environ.split(b"\0") if item.startswith(marker)]
-        if tags and not tags[0].startswith(b"verify:"):
+        tag = run_marker(pid)
+        if tag is not None and not tag.startswith("verify:"):
             try:
                 cwd = os.readlink(f"/proc/{pid}/cwd")
             except OSError:
