@@ -12,11 +12,12 @@ current content, so no individual event needs replaying.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import structlog
+
+from edge_worker.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +87,4 @@ class ChangeFeed:
         """Stop polling (listeners end with their connections)."""
         self._listeners = 0
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

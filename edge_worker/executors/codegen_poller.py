@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -32,6 +32,7 @@ from edge_worker.executors.codegen_api import (
     CodegenNotFound,
 )
 from edge_worker.executors.rate_limit import Sleep
+from edge_worker.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -111,11 +112,9 @@ class RunPoller:
 
     async def aclose(self) -> None:
         """Stop the background task (watchers receive nothing more)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         while self._watches:

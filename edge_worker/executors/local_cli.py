@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ from edge_worker.executors.process import (
 from edge_worker.executors.stream_types import Ending, Progress, StreamParser
 from edge_worker.executors.task_prompt import feedback_prompt, task_prompt, with_role
 from edge_worker.executors.worktrees import Worktree, WorktreeManager
+from edge_worker.tasks import wait_ended
 from edge_worker.verification.local import run_local_verification
 
 log = structlog.get_logger(__name__)
@@ -436,8 +436,7 @@ class LocalCliExecutor(abc.ABC, Generic[SettingsT]):
     async def _stop(self, live: _LiveRun) -> None:
         live.process.request_stop()
         if live.supervisor is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(live.supervisor)
+            await wait_ended(live.supervisor)
 
     async def _reap(self, handle: RunHandle) -> None:
         """Kill what is left of a run this executor does not supervise (any more)."""

@@ -29,7 +29,6 @@ Contract (per agent session, all times from the injected clock):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from edge_worker.linear.clock import Clock
 from edge_worker.linear.errors import LinearError
 from edge_worker.linear.limits import Priority
 from edge_worker.settings import LinearSettings
+from edge_worker.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -464,14 +464,14 @@ class ActivityCoalescer:
     async def aclose(self) -> None:
         """Stop the background loop and abandon progress not yet sent (a send waiting
         for the budget is cancelled). Terminal activities are awaited by their callers."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
-        for task in list(self._tasks):
-            task.cancel()
-        await self.drain()
+        runner, self._runner = self._runner, None
+        try:
+            if runner is not None:
+                await cancel_and_wait(runner)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await self.drain()
 
 
 def _body(kind: str, body: str) -> dict[str, Any]:

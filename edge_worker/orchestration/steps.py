@@ -11,7 +11,6 @@ another is created, and worktrees are reused. Steps take and return JSON-able da
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from decimal import Decimal
 from typing import Any
@@ -43,6 +42,7 @@ from edge_worker.reporting.markers import marker
 from edge_worker.reporting.report import ReportModel, render_report, render_subtask_result
 from edge_worker.reporting.subissue import render_subissue_description
 from edge_worker.storage import activity_log, issue_links, work
+from edge_worker.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -460,10 +460,10 @@ async def follow_run_step(
     try:
         result = await a.executors[executor].follow(run, on_progress)
     finally:
-        watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
-        await said.drain()
+        try:
+            await cancel_and_wait(watch)
+        finally:
+            await said.drain()
     await _record_cost(
         CostEntry(
             **cost,
