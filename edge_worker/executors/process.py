@@ -301,21 +301,47 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/<pid>/stat`` that supervision reads."""
+
+    state: str
+    ppid: int
+    pgrp: int
+
+    @property
+    def alive(self) -> bool:
+        """Running or sleeping: neither a zombie nor dead."""
+        return self.state not in ("Z", "X")
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """Process ``pid``'s state, parent and group; ``None`` once it has gone (or without
+    ``/proc``). Linux only."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself hold spaces and ")": the fields
+    # (state ppid pgrp ...) are the ones after the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 3:
+        return None
+    return ProcStat(state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]))
+
+
+def all_pids() -> list[int]:
+    """Every process id in ``/proc`` at the time of the call."""
+    return [int(entry.name) for entry in _PROC.iterdir() if entry.name.isdigit()]
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group ``pgid``; Linux ``/proc`` only."""
-    members = []
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [
+        pid
+        for pid in all_pids()
+        if (stat := proc_stat(pid)) is not None and stat.pgrp == pgid and stat.alive
+    ]
 
 
 def group_alive(pgid: int) -> bool:

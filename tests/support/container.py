@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_worker.executors.process import all_pids, proc_stat
 from tests.support.deploy import DEPLOY_DIR, REPO_ROOT
 
 CONTAINER_TOOLS = ("podman", "buildah", "mmdebstrap")
@@ -201,15 +202,9 @@ def working_container(image: str) -> Iterator[WorkingContainer]:
 
 def _children() -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # the process has gone
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    for pid in all_pids():
+        if (stat := proc_stat(pid)) is not None:  # else the process has gone
+            children.setdefault(stat.ppid, []).append(pid)
     return children
 
 

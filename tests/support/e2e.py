@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from edge_worker.executors.process import run_marker
+from edge_worker.executors.process import all_pids, proc_stat, run_marker
 from edge_worker.reporting.markers import marker
 from edge_worker.sandbox import payloads
 from edge_worker.sandbox.daemon import Daemon, wait_for
@@ -267,8 +267,8 @@ def agents_starting_or_running(daemon_pid: int | None, state_dir: Path) -> list[
     daemon_cmdline = _proc_read(daemon_pid, "cmdline") if daemon_pid else None
     root = str(state_dir.resolve())
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or not alive(pid := int(entry.name)):
+    for pid in all_pids():
+        if not alive(pid):
             continue
         tag = run_marker(pid)
         if tag is not None and not tag.startswith("verify:"):
@@ -295,10 +295,8 @@ def _proc_read(pid: int, name: str) -> bytes | None:
 
 
 def _parent_of(pid: int) -> int | None:
-    stat = _proc_read(pid, "stat")
-    if stat is None:
-        return None
-    return int(stat.rsplit(b")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+    stat = proc_stat(pid)
+    return None if stat is None else stat.ppid
 
 
 def alive(pid: int) -> bool:
@@ -309,8 +307,5 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return status != "Z"
+    stat = proc_stat(pid)
+    return stat is not None and stat.alive

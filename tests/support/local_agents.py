@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from edge_worker.executors.base import Task, TaskLimits, Usage, VerificationCommand
-from edge_worker.executors.process import group_alive
+from edge_worker.executors.process import group_alive, proc_stat
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -66,15 +66,14 @@ def fake_state(worktree: Path, name: str) -> dict[str, Any]:
 
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie counts as gone)."""
+    stat = proc_stat(pid)
+    if stat is not None:
+        return stat.alive
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rfind(")") + 2] not in ("Z", "X")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def nothing_left(pgid: int, *pids: int | None) -> bool:
