@@ -627,3 +627,30 @@ def test_stop_abandons_cloud_runs_and_records_them(world: SandboxWorld, tmp_path
             ("multiply-function", 400_000),
         ]
         assert len(world.codegen.records("create")) == 2  # nothing new started
+
+
+def test_a_run_created_as_the_stop_gives_up_on_it_is_still_charged(
+    world: SandboxWorld, tmp_path: Path
+) -> None:
+    """Codegen bills a run when it creates it. The stop waits a while for each run's
+    handle, then cancels the sub-task; a create answered after that cannot hand its run
+    back, and the run is never followed. It is charged all the same."""
+    for key in ("add-function", "multiply-function"):
+        world.codegen.script(key, RunScript(seconds_to_finish=60.0))
+    slow_answer = world.codegen.hold("create", times=1)
+    issue_id = world.new_issue()
+    env = {"EDGE_WORKER_STRATEGY": "cloud-only", "EDGE_WORKER_CODEGEN__COST_PER_RUN_USD": "0.40"}
+    with running(world, tmp_path / "state", **env) as e2e:
+        e2e.assign(issue_id)
+        wait_until(lambda: len(world.codegen.runs) == 2 and world.codegen.held == 1, 120)
+        e2e.unassign(issue_id)
+        assert e2e.wait_end(issue_id) == "stopped"  # it waited for the handle in vain
+        slow_answer.set()
+
+        def charged() -> list[tuple[str, int | None]]:
+            runs = [e for e in e2e.ledger(issue_id) if e["kind"] == "run"]
+            return sorted((e["subtask_key"], e["usd_micros"]) for e in runs)
+
+        both = [("add-function", 400_000), ("multiply-function", 400_000)]
+        wait_until(lambda: charged() == both, 60)
+        assert len(world.codegen.records("create")) == 2  # the slow answer was not retried

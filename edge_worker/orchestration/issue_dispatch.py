@@ -267,9 +267,12 @@ async def stop_children(o: Orchestration, status: str) -> None:
             child, "handle", timeout_seconds=HANDLE_WAIT_SECONDS if started else 0
         )
         await DBOS.cancel_workflow_async(child)
-        if handle:
-            following = await DBOS.get_event_async(child, FOLLOWING_EVENT, timeout_seconds=0)
-            await steps.cancel_run_step(record.executor, handle, following)
+        # The run last published, with its own charge: as new as the handle, or newer.
+        following = await DBOS.get_event_async(child, FOLLOWING_EVENT, timeout_seconds=0)
+        if isinstance(following, dict) and "handle" in following:
+            await steps.cancel_run_step(record.executor, following["handle"], following["charge"])
+        elif handle:
+            await steps.cancel_run_step(record.executor, handle, None)
         await steps.track_subtask_step(o.issue_id, record.key, child, status, record.executor)
         record.status = status  # type: ignore[assignment]
         if record.executor == "codegen":

@@ -54,6 +54,8 @@ class RecoverableRun(Protocol):
 
     async def _set_handle(self, handle: dict[str, Any]) -> None: ...
 
+    async def publish_run(self, handle: dict[str, Any], charge: dict[str, Any]) -> None: ...
+
 
 @DBOS.step()
 async def decide_recovery_step(
@@ -114,14 +116,13 @@ async def recover(run: RecoverableRun) -> None:
         if recovery["extra_args"]:
             flags = [*run.task.get("extra_args", []), *recovery["extra_args"]]
             run.task = {**run.task, "extra_args": flags}
-        await run._set_handle(
-            await steps.resume_run_step(run.executor, run.handle, run.task, CONTINUE_AFTER_RECOVERY)
+        charge = run.cost("recover", len(run.recoveries), "resume")
+        handle = await steps.resume_run_step(
+            run.executor, run.handle, run.task, CONTINUE_AFTER_RECOVERY, charge
         )
+        await run.publish_run(handle, charge)
         run.result = await steps.follow_run_step(
-            run.executor,
-            run.handle,
-            run.spec.get("session_id"),
-            run.cost("recover", len(run.recoveries), "resume"),
+            run.executor, run.handle, run.spec.get("session_id"), charge
         )
         session = run.result.get("session_id")
         if session and session != run.handle.get("session_id"):

@@ -365,14 +365,37 @@ async def money_step(issue_id: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-async def start_run_step(executor: str, task: dict[str, Any]) -> dict[str, Any]:
-    """Start a run; ``{"unavailable": reason}`` when the executor cannot take work."""
+async def start_run_step(
+    executor: str, task: dict[str, Any], charge: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Start a run; ``{"unavailable": reason}`` when the executor cannot take work.
+
+    ``charge`` (the cost fields its follow will use) records a run billed on creation at
+    once (see :func:`_charge_on_creation`)."""
     try:
         ready = await _with_files_here(Task.model_validate(task))
         handle = await adapters().executors[executor].start(ready)
     except ExecutorUnavailable as exc:
         return {"unavailable": exc.reason}
+    await _charge_on_creation(executor, handle, charge)
     return {"handle": handle.model_dump(mode="json")}
+
+
+async def _charge_on_creation(
+    executor: str, handle: RunHandle, charge: dict[str, Any] | None
+) -> None:
+    """Record what a run cost the moment it exists, when its executor bills on creation
+    (Codegen's per-run price: ``abandoned_charge``), under the entry id its follow uses.
+
+    A stop cancels the sub-task's workflow as it pleases: a step that has created a run
+    can lose its answer to the cancel (or to a kill) and the run is then never followed,
+    yet it was paid for. The ledger keeps one entry per id, so the follow's (or a
+    stop's) record of the same run changes nothing. Runs billed by use (local CLIs) are
+    charged when followed.
+    """
+    price = getattr(adapters().executors[executor], "abandoned_charge", None)
+    if charge is not None and price is not None:
+        await _record_cost(CostEntry(**charge, executor=executor, model=None, usd=price(handle)))
 
 
 async def _with_files_here(task: Task) -> Task:
@@ -479,15 +502,21 @@ async def follow_run_step(
 
 @DBOS.step()
 async def resume_run_step(
-    executor: str, handle: dict[str, Any], task: dict[str, Any], feedback: str
+    executor: str,
+    handle: dict[str, Any],
+    task: dict[str, Any],
+    feedback: str,
+    charge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Continue the same executor session with feedback; returns the new handle."""
+    """Continue the same executor session with feedback; returns the new handle.
+    ``charge``: as for :func:`start_run_step`."""
     ready = await _with_files_here(Task.model_validate(task))
     new = (
         await adapters()
         .executors[executor]
         .resume(RunHandle.model_validate(handle), ready, feedback)
     )
+    await _charge_on_creation(executor, new, charge)
     return new.model_dump(mode="json")
 
 

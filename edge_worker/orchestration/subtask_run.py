@@ -115,28 +115,27 @@ class _SubtaskRun:
         if spec.get("started_state_id") and spec.get("sub_issue_id"):
             await steps.move_issue_step(spec["sub_issue_id"], spec["started_state_id"])
         started_at = await steps.now_step()
+        charge = self.cost("run", 1, "run")
         if spec.get("resume_from"):  # a follow-up reopened this sub-task: same session
             feedback = texts.SUBTASK_FEEDBACK.format(feedback=spec.get("feedback") or "")
             started = {
                 "handle": await steps.resume_run_step(
-                    self.executor, spec["resume_from"], self.task, feedback
+                    self.executor, spec["resume_from"], self.task, feedback, charge
                 )
             }
         else:
-            started = await steps.start_run_step(self.executor, self.task)
+            started = await steps.start_run_step(self.executor, self.task, charge)
         if "unavailable" in started:
             await steps.track_subtask_step(
                 self.issue_id, self.key, self.workflow_id, "unavailable", self.executor
             )
             return {"key": self.key, "status": "unavailable", "reason": started["unavailable"]}
-        await self._set_handle(started["handle"])
-        # Published with the handle: a stop before the run is followed still charges it.
-        await DBOS.set_event_async(FOLLOWING_EVENT, self.cost("run", 1, "run"))
+        await self.publish_run(started["handle"], charge)
         web_url = (self.handle.get("extra") or {}).get("web_url")
         if web_url:
             await self._link(texts.RUN_LINK_LABEL.format(name=self._name()), str(web_url))
         self.iterations = 1
-        await self._follow("run", "run")
+        await self._follow(charge)
         if self.switch_reason is not None:
             return await self._switch()
         status = await self._judge()
@@ -150,15 +149,7 @@ class _SubtaskRun:
             if blocked_by is not None:
                 status, self.note = "over_budget", join_notes(self.note, blocked_by)
                 break
-            self.handle = await steps.resume_run_step(
-                self.executor,
-                self.handle,
-                self.task,
-                _feedback(self.report, self.result) + await _issue_edits(),
-            )
-            await DBOS.set_event_async("handle", self.handle)
-            self.iterations += 1
-            await self._follow("resume", "resume")
+            await self._iterate(_feedback(self.report, self.result) + await _issue_edits())
             if self.switch_reason is not None:
                 return await self._switch()
             status = await self._judge()
@@ -172,11 +163,18 @@ class _SubtaskRun:
     async def feedback_iteration(self, feedback: str) -> str:
         """One more iteration of the author's session with ``feedback`` (a peer review's
         concerns); returns the status after verifying it again."""
-        self.handle = await steps.resume_run_step(self.executor, self.handle, self.task, feedback)
-        await DBOS.set_event_async("handle", self.handle)
-        self.iterations += 1
-        await self._follow("resume", "resume")
+        await self._iterate(feedback)
         return await self._judge()
+
+    async def _iterate(self, feedback: str) -> None:
+        """Resume the author's session with ``feedback`` and follow it (one iteration)."""
+        self.iterations += 1
+        charge = self.cost("resume", self.iterations, "resume")
+        handle = await steps.resume_run_step(
+            self.executor, self.handle, self.task, feedback, charge
+        )
+        await self.publish_run(handle, charge)
+        await self._follow(charge)
 
     async def budget_block(self) -> str | None:
         """Why no further iteration may start, or ``None`` (see ``_budget_block``)."""
@@ -190,27 +188,37 @@ class _SubtaskRun:
             )
 
     async def _set_handle(self, handle: dict[str, Any]) -> None:
+        """Record ``handle`` as the current run's (an update of the same run)."""
         self.handle = handle
         await DBOS.set_event_async("handle", handle)
 
-    async def _follow(self, step: str, kind: str) -> None:
-        """Follow the current run; a run the daemon's restart interrupted is continued in
-        the same session (not counted as an iteration: nothing was verified yet)."""
-        charge = self.cost(step, self.iterations, kind)
-        await DBOS.set_event_async(FOLLOWING_EVENT, charge)
+    async def publish_run(self, handle: dict[str, Any], charge: dict[str, Any]) -> None:
+        """Make ``handle`` the run being followed, charged as ``charge`` (cost fields).
+
+        Run and charge are one event, published before the ``handle`` event: a stop on
+        any daemon that has seen the handle (``issue_dispatch.stop_children``) finds this
+        run with its own charge and records it when abandoned. Published the other way
+        round, a stop in between paired the new run with the previous run's charge,
+        already recorded, and the new run was never recorded.
+        """
+        await DBOS.set_event_async(FOLLOWING_EVENT, {"handle": handle, "charge": charge})
+        await self._set_handle(handle)
+
+    async def _follow(self, charge: dict[str, Any]) -> None:
+        """Follow the current run, published with ``charge``; a run the daemon's restart
+        interrupted is continued in the same session (not counted as an iteration:
+        nothing was verified yet)."""
         self.result = await steps.follow_run_step(
             self.executor, self.handle, self.spec.get("session_id"), charge
         )
         while interrupted(self.result) and self.continues < INTERRUPTED_CONTINUES:
             self.continues += 1
             log.info("continuing a run interrupted by a restart", attempt=self.continues)
-            await self._set_handle(
-                await steps.resume_run_step(
-                    self.executor, self.handle, self.task, texts.CONTINUE_AFTER_RESTART
-                )
-            )
             charge = self.cost("continue", self.continues, "resume")
-            await DBOS.set_event_async(FOLLOWING_EVENT, charge)
+            handle = await steps.resume_run_step(
+                self.executor, self.handle, self.task, texts.CONTINUE_AFTER_RESTART, charge
+            )
+            await self.publish_run(handle, charge)
             self.result = await steps.follow_run_step(
                 self.executor, self.handle, self.spec.get("session_id"), charge
             )

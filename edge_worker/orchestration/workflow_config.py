@@ -35,8 +35,10 @@ STATUS_WORDS = {
 }
 HANDLE_WAIT_SECONDS = 10.0
 FOLLOWING_EVENT = "following"
-"""A sub-task workflow's event: the cost fields of the run it follows (or is about to), so
-the orchestration that stops it can charge a paid run that will never be followed."""
+"""A sub-task workflow's event: ``{"handle": ..., "charge": ...}``, the run it follows (or is
+about to) with that run's cost fields, one value so the two always belong together. The
+orchestration that stops the sub-task abandons that run and charges it: a paid run that
+will never be followed is still recorded. Published before the ``handle`` event."""
 SESSION_WAIT_SECONDS = 5.0
 """How long work started by a delegation or inbox notification waits for the agent session
 Linear opens for the same delegation, so the session carries it from the first word."""

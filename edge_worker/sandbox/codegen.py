@@ -30,6 +30,7 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import json
@@ -47,6 +48,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from edge_worker.verification.remote import commands_from_prompt
+
+HOLD_CHECK_SECONDS = 0.005
 
 Endpoint = Literal["create", "get", "list", "resume", "sandbox", "unknown"]
 VerificationKind = Literal["valid", "partial", "malformed", "missing"]
@@ -177,6 +180,8 @@ class CodegenStandIn:
         self.calls: list[CallRecord] = []
         self._ids = itertools.count(first_run_id)
         self._failures: dict[Endpoint, deque[tuple[int, float | None]]] = {}
+        self._holds: dict[Endpoint, tuple[threading.Event, list[int]]] = {}
+        self.held = 0  # answers waiting on a hold right now
         self._admitted: dict[str, deque[float]] = {"create": deque(), "call": deque()}
         self._lock = threading.Lock()
         self.on_pull_request: Callable[[str, str], None] | None = None
@@ -199,6 +204,17 @@ class CodegenStandIn:
         """The next ``times`` requests to ``endpoint`` fail with ``status``."""
         queue = self._failures.setdefault(endpoint, deque())
         queue.extend([(status, retry_after)] * times)
+
+    def hold(self, endpoint: Endpoint, *, times: int = 1) -> threading.Event:
+        """The next ``times`` answers to ``endpoint`` wait until the returned event is set.
+
+        The request is served first (a created run exists and is billed): the caller's
+        side sees the call in flight, as when Codegen is slow to answer. :attr:`held`
+        counts the answers waiting.
+        """
+        gate = threading.Event()
+        self._holds[endpoint] = (gate, [times])
+        return gate
 
     def add_foreign_runs(self, count: int, *, source_type: str = "SLACK") -> None:
         """Runs started by someone else in the organisation (they crowd the list)."""
@@ -276,7 +292,24 @@ class CodegenStandIn:
         )
         with self._lock:
             self.calls.append(record)
+            gate = self._take_hold(endpoint)
+        if gate is not None:
+            try:
+                while not gate.is_set():  # set from the test's thread, not this loop
+                    await asyncio.sleep(HOLD_CHECK_SECONDS)
+            finally:
+                with self._lock:
+                    self.held -= 1
         return response
+
+    def _take_hold(self, endpoint: Endpoint) -> threading.Event | None:
+        """The gate this answer waits on, counted in :attr:`held` (call under the lock)."""
+        gate, left = self._holds.get(endpoint, (None, [0]))
+        if gate is None or left[0] <= 0 or gate.is_set():
+            return None
+        left[0] -= 1
+        self.held += 1
+        return gate
 
     def _respond(
         self, request: Request, endpoint: Endpoint, body: Any, at: float
