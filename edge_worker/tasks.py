@@ -18,10 +18,10 @@ from typing import Any
 async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     """Cancel ``task`` and wait for it to end.
 
-    Returns normally once the task has ended, whether it was cancelled, had already
-    finished, or raised (its other exceptions propagate, as an ``await`` would). Raises
-    ``CancelledError`` when the calling task is being cancelled, also when that cancel
-    lands in the same loop turn as the task's end.
+    Returns once the task has ended cancelled or with a result. An exception the task
+    raised propagates, as an ``await`` of it would. ``CancelledError`` propagates when
+    the calling task is being cancelled, also when that cancel lands in the same loop
+    turn as the task's end.
     """
     task.cancel()
     try:

@@ -261,18 +261,16 @@ async def stop_children(o: Orchestration, status: str) -> None:
         assert child is not None and record.executor is not None
         found = await DBOS.get_workflow_status_async(child)
         started = found is not None and found.status == "PENDING"
-        # A child that has begun may be spawning its run right now: wait for its handle
-        # (published right after the spawn) so the run is stopped, not orphaned.
-        handle = await DBOS.get_event_async(
-            child, "handle", timeout_seconds=HANDLE_WAIT_SECONDS if started else 0
+        # A child that has begun may be spawning its run right now: wait for it to publish
+        # the run (right after the spawn) so the run is stopped, not orphaned.
+        await DBOS.get_event_async(
+            child, FOLLOWING_EVENT, timeout_seconds=HANDLE_WAIT_SECONDS if started else 0
         )
         await DBOS.cancel_workflow_async(child)
-        # The run last published, with its own charge: as new as the handle, or newer.
+        # The run last published before the cancel, with its own charge.
         following = await DBOS.get_event_async(child, FOLLOWING_EVENT, timeout_seconds=0)
-        if isinstance(following, dict) and "handle" in following:
+        if following:
             await steps.cancel_run_step(record.executor, following["handle"], following["charge"])
-        elif handle:
-            await steps.cancel_run_step(record.executor, handle, None)
         await steps.track_subtask_step(o.issue_id, record.key, child, status, record.executor)
         record.status = status  # type: ignore[assignment]
         if record.executor == "codegen":

@@ -195,11 +195,10 @@ class _SubtaskRun:
     async def publish_run(self, handle: dict[str, Any], charge: dict[str, Any]) -> None:
         """Make ``handle`` the run being followed, charged as ``charge`` (cost fields).
 
-        Run and charge are one event, published before the ``handle`` event: a stop on
-        any daemon that has seen the handle (``issue_dispatch.stop_children``) finds this
-        run with its own charge and records it when abandoned. Published the other way
-        round, a stop in between paired the new run with the previous run's charge,
-        already recorded, and the new run was never recorded.
+        Run and charge are one event, the one a stop on any daemon reads
+        (``issue_dispatch.stop_children``): it abandons the run last published and
+        charges it as that run. Published as two events, a stop in between paired the
+        new run with the previous run's charge, already recorded.
         """
         await DBOS.set_event_async(FOLLOWING_EVENT, {"handle": handle, "charge": charge})
         await self._set_handle(handle)

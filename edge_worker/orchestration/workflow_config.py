@@ -37,8 +37,8 @@ HANDLE_WAIT_SECONDS = 10.0
 FOLLOWING_EVENT = "following"
 """A sub-task workflow's event: ``{"handle": ..., "charge": ...}``, the run it follows (or is
 about to) with that run's cost fields, one value so the two always belong together. The
-orchestration that stops the sub-task abandons that run and charges it: a paid run that
-will never be followed is still recorded. Published before the ``handle`` event."""
+orchestration that stops the sub-task waits for it, then abandons that run and charges
+it: a paid run that will never be followed is still recorded."""
 SESSION_WAIT_SECONDS = 5.0
 """How long work started by a delegation or inbox notification waits for the agent session
 Linear opens for the same delegation, so the session carries it from the first word."""
